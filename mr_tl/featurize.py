@@ -1,0 +1,184 @@
+"""python -m mr_tl.featurize -r RUNNER --model MODEL PACKED... -o OUT
+
+Map-only job: packed images in, one feature record per image out.
+
+    python -m mr_tl.featurize -r local --model models/efficientnet-lite0-features.onnx packed/ -o features/
+    python -m mr_tl.featurize -r hadoop --model vgg16-fc2.onnx hdfs:///data/packed -o hdfs:///data/features
+
+Each map task loads the onnxruntime session once (``mapper_init``), decodes
+and batches its images (``--batch-size``), runs the graph per batch and
+flushes the last batch in ``mapper_final``.  The model and its sidecar are
+shipped to the tasks by the job.  An image that cannot be decoded becomes a
+rejected record with its reason (and a counter per reason), never a crash.
+
+When the job ends the command checks that featurized + rejected = input,
+writes ``OUT/_summary.json`` (counts, reasons, every rejected image) and
+``OUT/_labels.json`` (copied from the pack), and prints the summary.
+"""
+
+import json
+import logging
+import os
+import time
+
+from mrjob.protocol import RawValueProtocol
+
+from mr_tl.featurizer import Featurizer
+from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
+from mr_tl.job import JobInputError, MRTLJob, threads_in_task
+from mr_tl.model.spec import ModelError, ModelSpec, load_model_spec, sidecar_path
+from mr_tl.records import FeatureRecord, PackedImage, RecordError, RejectedRecord
+from mr_tl import storage
+
+log = logging.getLogger(__name__)
+
+COUNTERS = "mr_tl"
+REJECTED = "mr_tl rejected"
+
+
+class MRFeaturize(MRTLJob):
+    """Packed images -> feature records.
+
+    Input: packed image lines ``ID LABEL SPLIT BASE64`` (mr_tl.records.PackedImage).
+    Output: ``F ID LABEL SPLIT BASE64(float32)`` per featurized image and
+    ``R ID LABEL SPLIT REASON DETAIL`` per rejected one.
+    """
+
+    INPUT_PROTOCOL = RawValueProtocol
+    OUTPUT_PROTOCOL = RawValueProtocol
+
+    def configure_args(self):
+        super().configure_args()
+        self.add_file_arg("--model", help="feature-extractor .onnx (its sidecar .json is shipped with it)")
+        self.add_file_arg("--spec", help="sidecar of --model (default: the .json beside it)")
+        self.add_passthru_arg("--batch-size", type=int, default=8,
+                              help="images per onnxruntime call (default 8)")
+        self.add_passthru_arg("--max-pixels", type=int, default=MAX_PIXELS,
+                              help="reject images with more pixels (default %d)" % MAX_PIXELS)
+        self.add_passthru_arg("--min-side", type=int, default=MIN_SIDE,
+                              help="reject images with a side shorter than this (default %d)" % MIN_SIDE)
+
+    def load_args(self, args):
+        super().load_args(args)
+        # ship the sidecar with the model unless the user named one (file
+        # options are shipped from the command line, so extend that too)
+        if self.options.model and not self.options.spec and not self.options.run_mapper:
+            self.options.spec = sidecar_path(self.options.model)
+            self._cl_args = list(self._cl_args) + ["--spec", self.options.spec]
+
+    # -- tasks --------------------------------------------------------------
+
+    def mapper_init(self):
+        spec = ModelSpec.load(self.options.spec)
+        self.featurizer = Featurizer(self.options.model, spec, threads=threads_in_task(self.options.threads))
+        self.pending = []  # (PackedImage, input array)
+
+    def mapper(self, _, line):
+        """Input: one packed image line. Output: feature/rejected record lines (batched)."""
+        self.increment_counter(COUNTERS, "input", 1)
+        try:
+            image = PackedImage.from_line(line)
+        except RecordError as e:
+            # not even an id to report: count it and say where
+            self.increment_counter(REJECTED, "bad-record", 1)
+            self.increment_counter(COUNTERS, "rejected", 1)
+            yield None, RejectedRecord("?line:%s" % line[:60], 0, "train", "bad-record", str(e)).to_line()
+            return
+        try:
+            x = preprocess(image.data, self.featurizer.spec, self.options.max_pixels, self.options.min_side)
+        except ImageRejected as e:
+            self.increment_counter(REJECTED, e.reason, 1)
+            self.increment_counter(COUNTERS, "rejected", 1)
+            yield None, RejectedRecord(image.id, image.label, image.split, e.reason, e.detail).to_line()
+            return
+        self.pending.append((image, x))
+        if len(self.pending) >= self.options.batch_size:
+            yield from self._flush()
+
+    def mapper_final(self):
+        yield from self._flush()
+
+    def _flush(self):
+        if not self.pending:
+            return
+        import numpy as np
+
+        features = self.featurizer(np.stack([x for _, x in self.pending]))
+        for (image, _), vector in zip(self.pending, features):
+            yield None, FeatureRecord(image.id, image.label, image.split, vector).to_line()
+        self.increment_counter(COUNTERS, "featurized", len(self.pending))
+        self.set_status("featurized a batch of %d" % len(self.pending))
+        self.pending = []
+
+    # -- driver -------------------------------------------------------------
+
+    def check_inputs(self):
+        o = self.options
+        if not o.model:
+            raise JobInputError("--model is required (an .onnx feature extractor with its sidecar .json)")
+        if not o.output_dir:
+            raise JobInputError("-o/--output-dir is required")
+        if not o.args:
+            raise JobInputError("give at least one packed input (a pack output folder or its .tsv shards)")
+        if o.batch_size < 1:
+            raise JobInputError("--batch-size must be at least 1, found %d" % o.batch_size)
+        try:
+            spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
+            Featurizer(o.model, spec, threads=1)  # the graph loads and matches its sidecar
+        except ModelError as e:
+            raise JobInputError(str(e)) from None
+        self.args_before_expansion = list(o.args)
+        o.args = storage.expand_inputs(o.args, storage.PACKED_SUFFIX)
+        self.started = time.time()
+
+    def report(self, runner):
+        counters = {}
+        for step in runner.counters():
+            for group, names in step.items():
+                for name, n in names.items():
+                    counters.setdefault(group, {})[name] = counters.get(group, {}).get(name, 0) + n
+        main = counters.get(COUNTERS, {})
+        reasons = dict(sorted(counters.get(REJECTED, {}).items()))
+        # read the output back: the counters could lie (a lost task), the records cannot
+        featurized, rejected, ids = 0, [], set()
+        duplicates = 0
+        for line in storage.cat_lines(runner):
+            kind, image_id, label, split = line.split("\t", 4)[:4]
+            if image_id in ids:
+                duplicates += 1
+            ids.add(image_id)
+            if kind == "F":
+                featurized += 1
+            else:
+                fields = line.split("\t")
+                rejected.append({"id": image_id, "label": int(label), "split": split,
+                                 "reason": fields[4], "detail": fields[5]})
+        expected = storage.expected_images(self.args_before_expansion, runner.fs)
+        read = main.get("input", 0)
+        summary = {
+            "input": read, "expected_from_manifest": expected,
+            "featurized": featurized, "rejected": len(rejected), "reasons": reasons,
+            "duplicates": duplicates, "seconds": round(time.time() - self.started, 1),
+            "model": os.path.basename(self.options.model), "rejected_images": rejected,
+        }
+        storage.write_side_file(runner, "_summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
+        labels = storage.find_labels(self.args_before_expansion, runner.fs)
+        if labels is not None:
+            storage.write_side_file(runner, "_labels.json", labels)
+        log.info("featurized %d, rejected %d%s of %d images in %.1f s -> %s",
+                 featurized, len(rejected),
+                 " (%s)" % ", ".join("%s %d" % kv for kv in reasons.items()) if reasons else "",
+                 read, summary["seconds"], self.options.output_dir)
+        for r in rejected[:20]:
+            log.info("  rejected %s: %s %s", r["id"], r["reason"], r["detail"])
+        if len(rejected) > 20:
+            log.info("  ... %d more in %s/_summary.json", len(rejected) - 20, self.options.output_dir)
+        if duplicates:
+            raise JobInputError("%d image ids appear more than once in the output" % duplicates)
+        if featurized + len(rejected) != read or (expected is not None and read != expected):
+            raise JobInputError("counts do not add up: featurized %d + rejected %d != input %d (manifest: %s)"
+                                % (featurized, len(rejected), read, expected))
+
+
+if __name__ == "__main__":
+    MRFeaturize.run()

@@ -1,0 +1,150 @@
+"""What every mr_tl MRJob shares: shipping the package, threads per task, the driver side.
+
+* **Shipping.** A job module inside a package only runs in Hadoop/Spark
+  tasks if the package is importable there.  :class:`MRTLJob` zips the
+  installed ``mr_tl`` package (deterministically, content-addressed) and
+  adds it to mrjob's ``py_files``, which puts it on the tasks' PYTHONPATH;
+  users never zip anything by hand.  Job modules use absolute imports.
+* **Threads.** Each task gets an explicit thread count for onnxruntime and
+  BLAS (``--threads``; default: the cores divided by the tasks that run at
+  once), passed as ``MR_TL_THREADS``/``OPENBLAS_NUM_THREADS``/... so
+  concurrent tasks never oversubscribe the cores.
+* **Driver.** :meth:`MRTLJob.run_job` validates the inputs before any job
+  is submitted (:meth:`check_inputs`), runs the job, then lets the job
+  report and verify its result (:meth:`report`).
+"""
+
+import codecs
+import hashlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import zipfile
+
+from mrjob.job import MRJob
+from mrjob.step import StepFailedException
+
+import mr_tl
+from mr_tl.featurizer import default_threads
+
+log = logging.getLogger("mr_tl")
+
+THREAD_ENV_VARS = ("MR_TL_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class JobInputError(ValueError):
+    """Inputs that would make the job fail or lie; raised before it runs."""
+
+
+def package_zip():
+    """A zip of the ``mr_tl`` package for the tasks' PYTHONPATH (built once, cached by content)."""
+    root = os.path.dirname(os.path.abspath(mr_tl.__file__))
+    files = []
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                files.append((os.path.join("mr_tl", os.path.relpath(path, root)), path))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for arcname, path in files:
+            info = zipfile.ZipInfo(arcname.replace(os.sep, "/"), date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            with open(path, "rb") as f:
+                z.writestr(info, f.read(), zipfile.ZIP_DEFLATED)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), "mr_tl-%s-%s.zip" % (mr_tl.__version__, digest))
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".zip.tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return path
+
+
+def task_threads(runner_alias, num_cores=None):
+    """Threads each task may use when the user did not say (``--threads 0``)."""
+    cores = default_threads()
+    if runner_alias == "inline":  # one task at a time, in this process
+        return cores
+    if runner_alias == "local":  # mrjob runs num_cores tasks at once
+        return max(1, cores // max(1, num_cores or cores))
+    # Hadoop/Spark/EMR/Dataproc: a container has one vcore unless you ask for more
+    # (-D mapreduce.map.cpu.vcores=N together with --threads N).
+    return 1
+
+
+def threads_in_task(option_value):
+    """The thread count a running task should use."""
+    if option_value:
+        return int(option_value)
+    return int(os.environ.get("MR_TL_THREADS", "1"))
+
+
+class MRTLJob(MRJob):
+    """Base class of mr_tl's jobs (see the module docstring)."""
+
+    def configure_args(self):
+        super().configure_args()
+        self.add_passthru_arg("--threads", type=int, default=0,
+                              help="threads per task for onnxruntime and BLAS (default 0 = auto: "
+                                   "all cores inline, cores/concurrent tasks locally, 1 on a cluster)")
+
+    # -- driver side ------------------------------------------------------
+
+    def _runner_kwargs(self):
+        kwargs = super()._runner_kwargs()
+        alias = self._runner_class().alias
+        if alias != "inline":  # inline tasks run in this process and import mr_tl directly
+            kwargs["py_files"] = list(kwargs.get("py_files") or []) + [package_zip()]
+        threads = self.options.threads or task_threads(alias, getattr(self.options, "num_cores", None))
+        env = {name: str(threads) for name in THREAD_ENV_VARS}
+        env.update(kwargs.get("cmdenv") or {})
+        kwargs["cmdenv"] = env
+        return kwargs
+
+    def check_inputs(self):
+        """Raise JobInputError if the job should not run; called before submitting."""
+
+    def report(self, runner):
+        """Called after a successful run with the finished runner."""
+
+    def _should_cat_output(self):
+        # outputs are large (feature vectors, parameters); print them only if asked
+        return bool(self.options.cat_output)
+
+    def run_job(self):
+        log_stream = codecs.getwriter("utf_8")(self.stderr)
+        self.set_up_logging(quiet=self.options.quiet, verbose=self.options.verbose, stream=log_stream)
+        if not self.options.quiet:
+            for name in ("mr_tl", type(self).__module__):
+                logger = logging.getLogger(name)
+                if not logger.handlers:
+                    handler = logging.StreamHandler(log_stream)
+                    handler.setFormatter(logging.Formatter("%(message)s"))
+                    logger.addHandler(handler)
+                    logger.setLevel(logging.INFO)
+        try:
+            self.check_inputs()
+        except JobInputError as e:
+            print("error: %s" % e, file=sys.stderr)
+            sys.exit(2)
+        with self.make_runner() as runner:
+            try:
+                runner.run()
+            except StepFailedException as e:
+                print("error: %s" % e, file=sys.stderr)
+                sys.exit(1)
+            if self._should_cat_output():
+                for chunk in runner.cat_output():
+                    self.stdout.write(chunk)
+                self.stdout.flush()
+            try:
+                self.report(runner)
+            except JobInputError as e:
+                print("error: %s" % e, file=sys.stderr)
+                sys.exit(1)

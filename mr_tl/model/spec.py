@@ -1,0 +1,146 @@
+"""The sidecar: what a feature-extractor graph expects and what it gives.
+
+A model is always two files side by side, like a Keras application and its
+``preprocess_input``::
+
+    models/vgg16-fc2.onnx        the graph
+    models/vgg16-fc2.json        its ModelSpec (this module)
+
+The spec says how to turn an image file into the graph's input (size, resize
+policy, channel order, scale, mean/std, layout) and what comes out (tensor
+name and dimension), plus the sha256 of the graph file, so a graph and a
+sidecar that do not belong together are refused before any job runs.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+SPEC_FORMAT = "mr_tl.model-spec/1"
+
+RESIZE_POLICIES = ("squash", "center-crop")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+class ModelError(ValueError):
+    """A model file or sidecar that cannot be used, with what was expected."""
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sidecar_path(model_path):
+    """``foo.onnx`` -> ``foo.json``: where a graph's spec lives."""
+    root, ext = os.path.splitext(model_path)
+    return (root if ext == ".onnx" else model_path) + ".json"
+
+
+@dataclass
+class ModelSpec:
+    """Preprocessing and output description of one ONNX feature extractor."""
+
+    input_name: str
+    input_size: tuple  # (height, width)
+    output_name: str
+    output_dim: int
+    resize: str = "squash"            # or "center-crop": shorter side -> resize_shorter, then crop
+    resize_shorter: int = 0           # used by center-crop; 0 means min(input_size)
+    interpolation: str = "bilinear"
+    channel_order: str = "RGB"        # or "BGR" (Keras/Caffe VGG16)
+    scale: float = 1.0                # multiplies 0..255 pixel values before mean/std
+    mean: tuple = (0.0, 0.0, 0.0)     # per channel, in channel_order
+    std: tuple = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"              # or "NHWC"
+    cut_at: str = ""                  # layer the graph was cut after ("" = not cut)
+    model_sha256: str = ""            # sha256 of the .onnx file this spec describes
+    source_sha256: str = ""           # sha256 of the file the graph was made from
+    source: str = ""                  # provenance, one line
+    license: str = ""
+    format: str = field(default=SPEC_FORMAT)
+
+    def __post_init__(self):
+        self.input_size = tuple(int(n) for n in self.input_size)
+        self.mean = tuple(float(x) for x in self.mean)
+        self.std = tuple(float(x) for x in self.std)
+        problems = []
+        if self.format != SPEC_FORMAT:
+            problems.append("format %r (expected %r)" % (self.format, SPEC_FORMAT))
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            problems.append("input_size %r (expected [height, width])" % (self.input_size,))
+        if self.resize not in RESIZE_POLICIES:
+            problems.append("resize %r (expected one of %s)" % (self.resize, ", ".join(RESIZE_POLICIES)))
+        if self.interpolation not in INTERPOLATIONS:
+            problems.append("interpolation %r (expected one of %s)"
+                            % (self.interpolation, ", ".join(INTERPOLATIONS)))
+        if self.channel_order not in ("RGB", "BGR"):
+            problems.append("channel_order %r (expected RGB or BGR)" % self.channel_order)
+        if self.layout not in ("NCHW", "NHWC"):
+            problems.append("layout %r (expected NCHW or NHWC)" % self.layout)
+        if len(self.mean) != 3 or len(self.std) != 3 or min(abs(s) for s in self.std) == 0:
+            problems.append("mean/std %r/%r (expected 3 values each, std non-zero)" % (self.mean, self.std))
+        if int(self.output_dim) < 1:
+            problems.append("output_dim %r" % self.output_dim)
+        if problems:
+            raise ModelError("invalid model spec: " + "; ".join(problems))
+        self.output_dim = int(self.output_dim)
+
+    @property
+    def shorter_side(self):
+        return self.resize_shorter or min(self.input_size)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, obj):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise ModelError("model spec has unknown keys %s" % ", ".join(unknown))
+        try:
+            return cls(**obj)
+        except TypeError as e:
+            raise ModelError("model spec is incomplete: %s" % e) from None
+
+    def save(self, path):
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.to_json())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                obj = json.load(f)
+        except FileNotFoundError:
+            raise ModelError("model sidecar %s is missing (every .onnx graph needs its .json spec "
+                             "beside it; `python -m mr_tl.model cut` writes one)" % path) from None
+        except json.JSONDecodeError as e:
+            raise ModelError("model sidecar %s is not valid JSON: %s" % (path, e)) from None
+        if not isinstance(obj, dict):
+            raise ModelError("model sidecar %s must hold a JSON object" % path)
+        return cls.from_dict(obj)
+
+
+def load_model_spec(model_path, verify_hash=True):
+    """The spec beside ``model_path``, checked against the graph file's hash."""
+    if not os.path.isfile(model_path):
+        raise ModelError("model file %s does not exist" % model_path)
+    spec = ModelSpec.load(sidecar_path(model_path))
+    if verify_hash:
+        if not spec.model_sha256:
+            raise ModelError("sidecar %s records no model_sha256" % sidecar_path(model_path))
+        actual = sha256_file(model_path)
+        if actual != spec.model_sha256:
+            raise ModelError("model file %s does not match its sidecar: sha256 is %s, sidecar expects %s "
+                             "(was the graph replaced or the wrong sidecar copied?)"
+                             % (model_path, actual, spec.model_sha256))
+    return spec

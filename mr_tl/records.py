@@ -1,0 +1,257 @@
+"""Every on-disk record format of mr_tl, in one place.
+
+All records are single lines of UTF-8 text with tab-separated fields, so
+Hadoop's ``TextInputFormat`` can split the files anywhere and Hadoop
+Streaming passes them through unchanged.
+
+Packed image (written by ``mr_tl.pack``, read by the featurize job)::
+
+    ID <TAB> LABEL <TAB> SPLIT <TAB> BASE64(original file bytes)
+
+Feature record and rejected record (written by the featurize job)::
+
+    F <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> BASE64(float32 little-endian)
+    R <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> REASON <TAB> DETAIL
+
+``ID`` is the image's path relative to the image folder (``001.ak47/x.jpg``);
+it and ``DETAIL`` are escaped so that no tab, newline or carriage return can
+appear inside a field (``%`` becomes ``%25``, TAB ``%09``, LF ``%0A``,
+CR ``%0D``; everything else, non-ASCII included, stays as it is).
+
+Arrays that travel between the train driver and its tasks (parameters,
+optimizer state, a worker's contribution) are one JSON object per line, see
+:func:`encode_arrays`; files of parameters on disk are ``.npz`` archives
+read with ``allow_pickle=False`` (:func:`save_npz` / :func:`load_npz`).
+"""
+
+import base64
+import binascii
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+FEATURE_DTYPE = np.dtype("<f4")
+
+_ESCAPES = {"%": "%25", "\t": "%09", "\n": "%0A", "\r": "%0D"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+
+
+class RecordError(ValueError):
+    """A line that is not a valid record of the expected kind."""
+
+
+def escape_field(text):
+    """Make ``text`` safe to be one tab-separated field of one line."""
+    if not any(c in text for c in _ESCAPES):
+        return text
+    return "".join(_ESCAPES.get(c, c) for c in text)
+
+
+def unescape_field(text):
+    """Inverse of :func:`escape_field`."""
+    if "%" not in text:
+        return text
+    out = []
+    i = 0
+    while i < len(text):
+        code = text[i:i + 3]
+        if text[i] == "%":
+            if code.upper() not in _UNESCAPES:
+                raise RecordError("bad escape %r in field %r" % (code, text[:80]))
+            out.append(_UNESCAPES[code.upper()])
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise RecordError("split must be one of %s, found %r" % ("/".join(SPLITS), split[:20]))
+    return split
+
+
+def _parse_label(text):
+    if not text.isdigit() or len(text) > 9:
+        raise RecordError("label must be a non-negative integer, found %r" % text[:20])
+    return int(text)
+
+
+def _b64decode(text, what):
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise RecordError("%s is not valid base64: %s" % (what, e)) from None
+
+
+def _line_fields(line):
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RecordError("line is not UTF-8: %s" % e) from None
+    return line.rstrip("\r\n").split("\t")
+
+
+@dataclass(frozen=True)
+class PackedImage:
+    """One image as packed by ``mr_tl.pack``: its id, label, split and file bytes."""
+
+    id: str
+    label: int
+    split: str
+    data: bytes
+
+    def to_line(self):
+        return "\t".join((escape_field(self.id), str(self.label), _check_split(self.split),
+                          base64.b64encode(self.data).decode("ascii")))
+
+    @classmethod
+    def from_line(cls, line):
+        fields = _line_fields(line)
+        if len(fields) != 4:
+            raise RecordError("packed image line needs 4 tab-separated fields, found %d" % len(fields))
+        image_id, label, split, data = fields
+        return cls(unescape_field(image_id), _parse_label(label), _check_split(split),
+                   _b64decode(data, "image data"))
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureRecord:
+    """The feature vector of one image."""
+
+    id: str
+    label: int
+    split: str
+    features: np.ndarray
+
+    def to_line(self):
+        data = np.ascontiguousarray(self.features, dtype=FEATURE_DTYPE).tobytes()
+        return "\t".join(("F", escape_field(self.id), str(self.label), _check_split(self.split),
+                          base64.b64encode(data).decode("ascii")))
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """An image the featurizer could not use, and why."""
+
+    id: str
+    label: int
+    split: str
+    reason: str
+    detail: str = ""
+
+    def to_line(self):
+        return "\t".join(("R", escape_field(self.id), str(self.label), _check_split(self.split),
+                          escape_field(self.reason), escape_field(self.detail)))
+
+
+def parse_feature_line(line, dim=None):
+    """Parse one line of featurize output into a FeatureRecord or RejectedRecord.
+
+    ``dim``, when given, is the expected feature dimension.
+    """
+    fields = _line_fields(line)
+    kind = fields[0]
+    if kind == "F" and len(fields) == 5:
+        _, image_id, label, split, data = fields
+        raw = _b64decode(data, "feature vector")
+        if len(raw) % 4:
+            raise RecordError("feature vector has %d bytes, not a whole number of float32" % len(raw))
+        features = np.frombuffer(raw, dtype=FEATURE_DTYPE)
+        if dim is not None and features.size != dim:
+            raise RecordError("feature vector of %r has %d values, expected %d"
+                              % (unescape_field(image_id), features.size, dim))
+        return FeatureRecord(unescape_field(image_id), _parse_label(label), _check_split(split), features)
+    if kind == "R" and len(fields) == 6:
+        _, image_id, label, split, reason, detail = fields
+        return RejectedRecord(unescape_field(image_id), _parse_label(label), _check_split(split),
+                              unescape_field(reason), unescape_field(detail))
+    raise RecordError("not a feature record: expected 'F' + 4 fields or 'R' + 5 fields, "
+                      "found %r with %d fields" % (kind[:10], len(fields)))
+
+
+def feature_line_split(line):
+    """The split of a feature/rejected line without decoding its vector (fast filter)."""
+    fields = _line_fields(line)[:4]
+    if len(fields) < 4 or fields[0] not in ("F", "R"):
+        raise RecordError("not a feature record: %r" % fields[:1])
+    return fields[0], _check_split(fields[3])
+
+
+# ---------------------------------------------------------------------------
+# arrays: parameters, optimizer state, contributions
+
+def encode_arrays(meta, arrays):
+    """One line of JSON holding ``meta`` (a JSON-able dict) and named arrays.
+
+    Arrays keep their dtype and shape; the bytes are base64 in little-endian
+    order so the line means the same on every machine.
+    """
+    out = {}
+    for name, value in sorted(arrays.items()):
+        value = np.asarray(value)
+        dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
+        if dtype.kind not in "fiu":
+            raise TypeError("array %r has unsupported dtype %s" % (name, value.dtype))
+        value = np.ascontiguousarray(value, dtype=dtype)
+        out[name] = {"dtype": dtype.str, "shape": list(value.shape),
+                     "data": base64.b64encode(value.tobytes()).decode("ascii")}
+    return json.dumps({"meta": meta, "arrays": out}, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False)
+
+
+def decode_arrays(line):
+    """Inverse of :func:`encode_arrays`: returns ``(meta, {name: array})``."""
+    try:
+        obj = json.loads(line)
+        meta, encoded = obj["meta"], obj["arrays"]
+        arrays = {}
+        for name, spec in encoded.items():
+            dtype = np.dtype(spec["dtype"])
+            if dtype.kind not in "fiu":
+                raise RecordError("array %r has unsupported dtype %s" % (name, dtype))
+            shape = tuple(int(n) for n in spec["shape"])
+            raw = _b64decode(spec["data"], "array %r" % name)
+            count = math.prod(shape)
+            if len(raw) != count * dtype.itemsize:
+                raise RecordError("array %r: %d bytes for shape %s" % (name, len(raw), shape))
+            arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    except (ValueError, KeyError, TypeError) as e:
+        if isinstance(e, RecordError):
+            raise
+        raise RecordError("not an array record: %s" % e) from None
+    return meta, arrays
+
+
+def save_npz(path, meta, arrays):
+    """Write named arrays plus a JSON ``meta`` dict as an uncompressed .npz.
+
+    Writes exactly the bytes it is given to ``path``; callers that need
+    atomicity write to a temporary name and rename.
+    """
+    payload = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    if "__meta__" in payload:
+        raise ValueError("'__meta__' is reserved")
+    payload["__meta__"] = np.array(json.dumps(meta, sort_keys=True, allow_nan=False))
+    # np.savez stamps the current time into the zip; a fixed stamp keeps the
+    # bytes a pure function of the contents (checkpoints compare bit for bit).
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name in sorted(payload):
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, payload[name], allow_pickle=False)
+
+
+def load_npz(path):
+    """Inverse of :func:`save_npz`: ``(meta, arrays)``; never unpickles."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files if name != "__meta__"}
+        meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+    return meta, arrays
