@@ -73,8 +73,8 @@ def cmd_build_efficientnet_lite0(args):
     from mr_tl.model import efficientnet_lite
 
     path = args.checkpoint or efficientnet_lite.find_lite0_checkpoint()
-    model, spec = efficientnet_lite.lite0_model_and_spec(path)
-    graph.save_model(model, args.output, spec)
+    model = efficientnet_lite.build_efficientnet_lite0(efficientnet_lite.load_lite0_state_dict(path))
+    graph.save_model(model, args.output, efficientnet_lite.efficientnet_lite0_spec())
     print("wrote %s and %s" % (args.output, sidecar_path(args.output)))
 
 
