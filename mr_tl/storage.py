@@ -151,3 +151,62 @@ def cat_lines(runner):
     for line in to_lines(runner.cat_output()):
         if line:
             yield line.decode("utf-8").rstrip("\r\n")
+
+
+def filesystem(hadoop_bin=None):
+    """An mrjob filesystem for local paths and hdfs:// URIs (through ``hadoop fs``)."""
+    from mrjob.fs.composite import CompositeFilesystem
+    from mrjob.fs.hadoop import HadoopFilesystem
+    from mrjob.fs.local import LocalFilesystem
+
+    fs = CompositeFilesystem()
+    fs.add_fs("hadoop", HadoopFilesystem(hadoop_bin.split() if hadoop_bin else None))
+    fs.add_fs("local", LocalFilesystem())
+    return fs
+
+
+def list_data_files(fs, paths, pattern):
+    """The data files of ``paths`` (folders expanded to visible ``pattern`` files), sorted per folder."""
+    out = []
+    for path in paths:
+        if not is_uri(path) or path.startswith("file://"):
+            out += expand_inputs([path], pattern)
+            continue
+        found = sorted(fs.ls(path))
+        if len(found) == 1 and found[0].rstrip("/") == path.rstrip("/"):
+            out.append(path)  # a single file
+            continue
+        root = path.rstrip("/")
+        keep = [f for f in found if fnmatch.fnmatch(posixpath.basename(f), pattern)
+                and all(_visible(part) for part in f[len(root):].split("/") if part)]
+        if not keep:
+            raise JobInputError("%s has no %s files" % (path, pattern))
+        out += keep
+    return out
+
+
+def iter_lines(fs, paths):
+    """Lines (text, without newline) of every file in ``paths``, in order; .gz files are decompressed."""
+    for path in paths:
+        for line in to_lines(fs.cat(path)):
+            yield line.decode("utf-8").rstrip("\r\n")
+
+
+def put_file(fs, local_path, dest):
+    """Copy a local file to ``dest`` (local path or URI), replacing what is there."""
+    if not is_uri(dest) or dest.startswith("file://"):
+        dest = dest[len("file://"):] if dest.startswith("file://") else dest
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        tmp = dest + ".tmp"
+        with open(local_path, "rb") as src, open(tmp, "wb") as out:
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                out.write(block)
+        os.replace(tmp, dest)
+        return
+    if fs.exists(dest):
+        fs.rm(dest)
+    fs.mkdir(posixpath.dirname(dest))
+    fs.put(local_path, dest)
