@@ -1,0 +1,181 @@
+"""python -m mr_tl.report RUN_DIR: the training monitor, after the fact.
+
+Writes ``RUN_DIR/report/``:
+
+* ``loss.png``: loss vs iteration, raw (every minibatch, averaged over
+  workers) and smoothed, as the Deeplearning4j UI shows it;
+* ``accuracy.png``: train and validation accuracy at each validation round;
+* ``index.html``: one static page with both, the run's configuration and the
+  evaluation results if ``mr_tl.evaluate`` has been run.
+
+PNGs need matplotlib (``pip install 'mr_tl[plots]'``); without it the page
+is written with the tables only.  For a live view while training runs, use
+``python -m mr_tl.monitor RUN_DIR``.
+"""
+
+import argparse
+import html
+import json
+import os
+import sys
+
+from mr_tl.cli import fail
+from mr_tl.run import RunDir, RunError
+
+
+def loss_series(metrics):
+    """``(iterations, losses)``: one point per minibatch step, in order."""
+    xs, ys = [], []
+    for m in metrics:
+        losses = m.get("losses") or []
+        first = m["iteration"] - len(losses)
+        for k, loss in enumerate(losses):
+            xs.append(first + k + 1)
+            ys.append(loss)
+    return xs, ys
+
+
+def smooth(values, weight=0.9):
+    """Exponential moving average, debiased like TensorBoard's smoothing."""
+    out, last, norm = [], 0.0, 0.0
+    for v in values:
+        last = weight * last + (1 - weight) * v
+        norm = weight * norm + (1 - weight)
+        out.append(last / norm)
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss(metrics, path):
+    plt = _pyplot()
+    xs, ys = loss_series(metrics)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot(xs, ys, color="#9ecae1", linewidth=0.8, label="score (minibatch loss)")
+    ax.plot(xs, smooth(ys), color="#08519c", linewidth=1.8, label="smoothed")
+    ax.set_xlabel("iteration (minibatches per worker)")
+    ax.set_ylabel("negative log-likelihood")
+    ax.set_title("Model score vs iteration")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_accuracy(metrics, path):
+    plt = _pyplot()
+    points = [m for m in metrics if m.get("val_accuracy") is not None]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot([m["round"] for m in points], [m.get("train_accuracy") for m in points], "o-", label="train")
+    ax.plot([m["round"] for m in points], [m["val_accuracy"] for m in points], "s-", label="validation")
+    ax.set_xlabel("round")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(cm, classes, path, max_classes=60):
+    """Confusion matrix heat map (row-normalized); needs matplotlib."""
+    import numpy as np
+
+    plt = _pyplot()
+    cm = np.asarray(cm, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    size = min(12, 3 + 0.25 * n)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= max_classes:
+        ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _table(rows):
+    return "<table>" + "".join("<tr><th>%s</th><td>%s</td></tr>" % (html.escape(str(k)), html.escape(str(v)))
+                               for k, v in rows) + "</table>"
+
+
+def write_report(run_dir, out_dir=None):
+    """Write the report; returns the path of index.html."""
+    run = RunDir(run_dir)
+    config = run.read_json("config.json")
+    metrics = run.read_metrics()
+    out_dir = out_dir or os.path.join(run_dir, "report")
+    os.makedirs(out_dir, exist_ok=True)
+    images, note = [], ""
+    try:
+        plot_loss(metrics, os.path.join(out_dir, "loss.png"))
+        images.append("loss.png")
+        if any(m.get("val_accuracy") is not None for m in metrics):
+            plot_accuracy(metrics, os.path.join(out_dir, "accuracy.png"))
+            images.append("accuracy.png")
+    except ImportError:
+        note = "<p>Plots need matplotlib: <code>pip install 'mr_tl[plots]'</code>.</p>"
+    evaluations = []
+    eval_root = os.path.join(run_dir, "evaluation")
+    if os.path.isdir(eval_root):
+        for split in sorted(os.listdir(eval_root)):
+            path = os.path.join(eval_root, split, "metrics.json")
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    evaluations.append((split, json.load(f)))
+    training = config["training"]
+    last = metrics[-1] if metrics else {}
+    parts = ["<!doctype html><meta charset=utf-8><title>mr_tl run %s</title>" % html.escape(run_dir),
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+             "th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}</style>",
+             "<h1>Training run %s</h1>" % html.escape(os.path.basename(os.path.abspath(run_dir))),
+             "<p>%d of %d rounds, iteration %s, last loss %s</p>" % (
+                 len(metrics), config["rounds"], last.get("iteration", 0),
+                 "%.4f" % last["loss"] if last.get("loss") is not None else "-"),
+             note] + ['<p><img src="%s" alt="%s"></p>' % (i, i) for i in images]
+    for split, result in evaluations:
+        parts.append("<h2>Evaluation: %s split</h2>" % html.escape(split))
+        parts.append(_table([(k, "%.4f" % v if isinstance(v, float) else v) for k, v in sorted(result.items())]))
+        if os.path.isfile(os.path.join(eval_root, split, "confusion.png")):
+            parts.append('<p><img src="../evaluation/%s/confusion.png" width="600"></p>' % html.escape(split))
+    parts.append("<h2>Configuration</h2>")
+    parts.append(_table(sorted(training.items()) + [
+        ("epochs", config["epochs"]), ("rounds per epoch", config["rounds_per_epoch"]),
+        ("runner", config["runner"]), ("features", ", ".join(config["features"]["inputs"])),
+        ("train / val / test examples", "%(train_examples)d / %(val_examples)d / %(test_examples)d"
+         % config["features"]), ("feature dimension", config["features"]["dim"]),
+        ("classes", config["features"]["classes"])]))
+    path = os.path.join(out_dir, "index.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts) + "\n")
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m mr_tl.report", description=__doc__.split("\n")[0],
+                                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("-o", "--output", help="folder for the report (default RUN_DIR/report)")
+    args = p.parse_args(argv)
+    try:
+        path = write_report(args.run_dir, args.output)
+    except RunError as e:
+        fail(str(e))
+    print("wrote %s" % path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

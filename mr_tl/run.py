@@ -1,0 +1,190 @@
+"""The run directory of one training run: what is in it and how it is written.
+
+::
+
+    RUN_DIR/config.json              hyperparameters, workers, runner, features fingerprint
+    RUN_DIR/labels.json              class names, in label order
+    RUN_DIR/checkpoints/round-000012.npz         state after round 12 (mr_tl.records.save_npz)
+    RUN_DIR/checkpoints/round-000012.npz.sha256  its checksum, written after it
+    RUN_DIR/metrics.jsonl            one JSON line per round (round, epoch, iteration, losses, seconds, ...)
+    RUN_DIR/head.npz                 the trained head (W, b), written at the end
+    RUN_DIR/evaluation/...           written by mr_tl.evaluate
+
+Checkpoints are written to a temporary name, flushed to disk and renamed;
+the checksum file is written the same way *after* the checkpoint, so a
+checkpoint without a matching checksum (a crash while writing, a corrupt
+disk) is never used: loading falls back to the previous good one.
+"""
+
+import hashlib
+import json
+import os
+import re
+
+from mr_tl.records import load_npz, save_npz
+
+CHECKPOINT_RE = re.compile(r"^round-(\d{6})\.npz$")
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked."""
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path, data):
+    """Write bytes or text to ``path`` so that readers see the old file or the whole new one."""
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RunDir:
+    """Reads and writes one run directory (see the module docstring)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.checkpoints = os.path.join(path, "checkpoints")
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    # -- config and labels ----------------------------------------------------
+
+    def read_json(self, name):
+        path = self.file(name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise RunError("%s is missing; is %s a training run directory?" % (path, self.path)) from None
+        except json.JSONDecodeError as e:
+            raise RunError("%s is not valid JSON: %s" % (path, e)) from None
+
+    def write_json(self, name, obj):
+        os.makedirs(self.path, exist_ok=True)
+        atomic_write(self.file(name), json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+    def classes(self):
+        return [str(c) for c in self.read_json("labels.json")["classes"]]
+
+    # -- checkpoints ------------------------------------------------------------
+
+    def checkpoint_path(self, round_number):
+        return os.path.join(self.checkpoints, "round-%06d.npz" % round_number)
+
+    def write_checkpoint(self, round_number, meta, arrays):
+        os.makedirs(self.checkpoints, exist_ok=True)
+        path = self.checkpoint_path(round_number)
+        tmp = "%s.tmp-%d" % (path, os.getpid())
+        save_npz(tmp, meta, arrays)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        digest = _sha256(tmp)
+        os.replace(tmp, path)
+        atomic_write(path + ".sha256", digest + "\n")
+        _fsync_dir(self.checkpoints)
+        return path
+
+    def checkpoint_rounds(self):
+        if not os.path.isdir(self.checkpoints):
+            return []
+        return sorted(int(m.group(1)) for m in map(CHECKPOINT_RE.match, os.listdir(self.checkpoints)) if m)
+
+    def load_checkpoint(self, round_number):
+        """``(meta, arrays)`` of one checkpoint, verified against its checksum."""
+        path = self.checkpoint_path(round_number)
+        try:
+            with open(path + ".sha256", encoding="utf-8") as f:
+                expected = f.read().strip()
+        except FileNotFoundError:
+            raise RunError("checkpoint %s has no checksum file (written incompletely?)" % path) from None
+        actual = _sha256(path)
+        if actual != expected:
+            raise RunError("checkpoint %s is corrupt: sha256 %s, recorded %s" % (path, actual, expected))
+        return load_npz(path)
+
+    def latest_good_checkpoint(self, warn=print):
+        """The newest checkpoint that verifies, as ``(round, meta, arrays)``, or None."""
+        for round_number in reversed(self.checkpoint_rounds()):
+            try:
+                meta, arrays = self.load_checkpoint(round_number)
+            except (RunError, OSError, ValueError) as e:
+                warn("warning: skipping checkpoint of round %d: %s" % (round_number, e))
+                continue
+            return round_number, meta, arrays
+        return None
+
+    # -- metrics ----------------------------------------------------------------
+
+    def append_metrics(self, record):
+        os.makedirs(self.path, exist_ok=True)
+        with open(self.file("metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self):
+        """Metric records in file order; a half-written or malformed line is skipped."""
+        out = []
+        try:
+            with open(self.file("metrics.jsonl"), encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if isinstance(record, dict) and "round" in record:
+                        out.append(record)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def rewrite_metrics(self, records):
+        atomic_write(self.file("metrics.jsonl"),
+                     "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records))
+
+    # -- the head ---------------------------------------------------------------
+
+    def write_head(self, W, b, meta):
+        os.makedirs(self.path, exist_ok=True)
+        path = self.file("head.npz")
+        tmp = "%s.tmp-%d" % (path, os.getpid())
+        save_npz(tmp, meta, {"W": W, "b": b})
+        os.replace(tmp, path)
+        return path
+
+    def load_head(self):
+        """``(head, meta)``; the head's classes and dimensions are checked against labels.json."""
+        from mr_tl.head import SoftmaxHead
+
+        path = self.file("head.npz")
+        if not os.path.isfile(path):
+            raise RunError("%s has no head.npz: training has not finished (or use --checkpoint)" % self.path)
+        meta, arrays = load_npz(path)
+        head = SoftmaxHead(arrays["W"], arrays["b"])
+        classes = self.classes()
+        if head.n_classes != len(classes):
+            raise RunError("head has %d classes but labels.json lists %d" % (head.n_classes, len(classes)))
+        return head, meta
