@@ -92,10 +92,7 @@ def load_features(fs, inputs, labels_path=None):
             features.classes = classes
     else:
         if classes is None:
-            text = storage.find_labels(inputs, fs)
-            if text is None:
-                raise FeatureError("no _labels.json beside %s (featurize writes one); give --labels" % inputs[0])
-            classes = json.loads(text)["classes"]
+            classes = labels_of_inputs(fs, inputs)
         files = storage.list_data_files(fs, inputs, storage.FEATURES_PATTERN)
         features = read_lines(storage.iter_lines(fs, files), classes=classes, where=" of %s" % inputs[0])
     if not features.classes:
@@ -106,6 +103,23 @@ def load_features(fs, inputs, labels_path=None):
     if too_big >= len(features.classes):
         raise FeatureError("label %d found but the labels file lists %d classes" % (too_big, len(features.classes)))
     return features
+
+
+def labels_of_inputs(fs, inputs):
+    """The class names beside the inputs; all inputs must agree."""
+    found = []
+    for path in inputs:
+        text = storage.find_labels([path], fs)
+        if text is None:
+            raise FeatureError("no _labels.json beside %s (featurize writes one); give --labels" % path)
+        found.append((path, json.loads(text)["classes"]))
+    for path, classes in found[1:]:
+        if classes != found[0][1]:
+            raise FeatureError("the inputs name different classes: %s has %d (%s, ...), %s has %d (%s, ...); "
+                               "were they packed from different image folders?"
+                               % (found[0][0], len(found[0][1]), ", ".join(found[0][1][:3]),
+                                  path, len(classes), ", ".join(classes[:3])))
+    return found[0][1]
 
 
 def fingerprint(features):
@@ -194,9 +208,10 @@ def initial_state(n_features, n_classes, config):
     return arrays
 
 
-def job_args(config, runner_args, state_path, epoch, first_batch, inputs):
+def job_args(config, runner_args, state_path, epoch, first_batch, inputs, tasks):
     args = list(runner_args) + [
-        "--state", state_path, "--workers", str(config["workers"]), "--seed", str(config["seed"]),
+        "--state", state_path, "--workers", str(config["workers"]), "--tasks", str(tasks),
+        "--seed", str(config["seed"]),
         "--epoch", str(epoch), "--first-batch", str(first_batch),
         "--averaging-frequency", str(config["averaging_frequency"]), "--batch-size", str(config["batch_size"]),
         "--lr", repr(config["lr"]), "--momentum", repr(config["momentum"]), "--l2", repr(config["l2"]),
@@ -206,11 +221,11 @@ def job_args(config, runner_args, state_path, epoch, first_batch, inputs):
     return args + list(inputs)
 
 
-def run_round(runner_args, config, state_path, epoch, first_batch, inputs):
+def run_round(runner_args, config, state_path, epoch, first_batch, inputs, tasks):
     """Run one train_round job; returns ``(meta, arrays)`` of the next state."""
     from mr_tl.train_round import MRTrainRound
 
-    job = MRTrainRound(args=job_args(config, runner_args, state_path, epoch, first_batch, inputs))
+    job = MRTrainRound(args=job_args(config, runner_args, state_path, epoch, first_batch, inputs, tasks))
     with job.make_runner() as runner:
         runner.run()
         lines = list(storage.cat_lines(runner))
@@ -314,8 +329,12 @@ def train(args, runner_args, out=print):
         run.write_checkpoint(0, {"round": 0, "epoch": 0, "iteration": 0}, arrays)
         run.rewrite_metrics([])
     else:
-        # drop metric lines past the checkpoint we resume from (their rounds will be redone)
-        run.rewrite_metrics([m for m in run.read_metrics() if m["round"] <= start_round])
+        # drop metric lines past the checkpoint we resume from (their rounds will be redone);
+        # restore its own line from the checkpoint if the driver died before appending it
+        kept = [m for m in run.read_metrics() if m["round"] <= start_round]
+        if start_round > 0 and (not kept or kept[-1]["round"] != start_round) and "metrics" in meta:
+            kept.append(meta["metrics"])
+        run.rewrite_metrics(kept)
     iteration = next((m["iteration"] for m in reversed(run.read_metrics())), 0)
 
     best = {"accuracy": -1.0, "round": start_round, "waited": 0}
@@ -340,7 +359,7 @@ def train(args, runner_args, out=print):
             save_npz(state_path, {"round": r}, arrays)
             t0 = time.time()
             meta, new_arrays = run_round(runner_args, config, state_path, epoch,
-                                         j * (args.averaging_frequency or 0), paths)
+                                         j * (args.averaging_frequency or 0), paths, tasks)
             os.unlink(state_path)
             losses = mean_losses({int(w): l for w, l in meta["losses"].items()})
             bad = [name for name, a in new_arrays.items() if not np.all(np.isfinite(a))]

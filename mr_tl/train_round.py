@@ -84,6 +84,8 @@ class MRTrainRound(MRTLJob):
         super().configure_args()
         self.add_file_arg("--state", help="current state (.npz) written by the train driver")
         self.add_passthru_arg("--workers", type=int, default=1, help="workers in this run")
+        self.add_passthru_arg("--tasks", type=int, default=0,
+                              help="map tasks the workers are spread over (default: one per worker)")
         self.add_passthru_arg("--seed", type=int, default=42)
         self.add_passthru_arg("--epoch", type=int, default=0)
         self.add_passthru_arg("--first-batch", type=int, default=0,
@@ -99,8 +101,11 @@ class MRTrainRound(MRTLJob):
         self.add_passthru_arg("--block-lr", type=float, default=1.0)
 
     def steps(self):
+        # With one worker per task there is nothing for a combiner to add up;
+        # leaving it out saves a process per task and round.
+        several_per_task = 0 < self.options.tasks < self.options.workers
         return [MRStep(mapper_init=self.mapper_init, mapper=self.mapper, mapper_final=self.mapper_final,
-                       combiner=self.combiner, reducer=self.reducer)]
+                       combiner=self.combiner if several_per_task else None, reducer=self.reducer)]
 
     def _state(self):
         if not hasattr(self, "_state_arrays"):
