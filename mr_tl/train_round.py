@@ -22,36 +22,11 @@ from mrjob.protocol import RawProtocol, RawValueProtocol
 from mrjob.step import MRStep
 
 from mr_tl import averaging
-from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, run_minibatches
 from mr_tl.job import MRTLJob
 from mr_tl.records import FeatureRecord, decode_arrays, encode_arrays, load_npz, parse_feature_line
+from mr_tl.rounds import RoundParams, finish_round, worker_round
 
-TRAINED = ("W", "b", "vW", "vb")
 KEY = "round"
-
-
-def load_state(path):
-    meta, arrays = load_npz(path)
-    return meta, arrays
-
-
-def start_point(arrays):
-    """Where workers start: the block-momentum look-ahead if there is one, else W, b."""
-    W = arrays.get("start_W", arrays["W"])
-    b = arrays.get("start_b", arrays["b"])
-    return SoftmaxHead(W.copy(), b.copy()), {"vW": arrays["vW"].copy(), "vb": arrays["vb"].copy()}
-
-
-def train_worker(arrays, X, y, worker, options):
-    """Local SGD of one worker for one round; returns its leaf Contribution."""
-    head, velocity = start_point(arrays)
-    optimizer = Nesterovs(options.lr, options.momentum)
-    order = epoch_order(len(y), options.seed, options.epoch, worker)
-    n_batches = options.averaging_frequency or -(-len(y) // options.batch_size)
-    losses, examples = run_minibatches(head, velocity, optimizer, X, y, order, options.first_batch,
-                                       n_batches, options.batch_size, options.l2)
-    values = {"W": head.W, "b": head.b, "vW": velocity["vW"], "vb": velocity["vb"]}
-    return examples, values, losses
 
 
 def encode_contribution(node, leaf_values=None):
@@ -109,7 +84,7 @@ class MRTrainRound(MRTLJob):
 
     def _state(self):
         if not hasattr(self, "_state_arrays"):
-            self._state_meta, self._state_arrays = load_state(self.options.state)
+            _, self._state_arrays = load_npz(self.options.state)
         return self._state_arrays
 
     # -- mapper -------------------------------------------------------------
@@ -130,11 +105,12 @@ class MRTrainRound(MRTLJob):
     def mapper_final(self):
         """Output: ``round``, one contribution line per worker of this task."""
         arrays = self._state()
+        params = RoundParams.from_options(self.options)
         for worker in sorted(self.examples):
             labels, rows = self.examples.pop(worker)
             X = np.stack(rows)
             y = np.asarray(labels, dtype=np.int64)
-            examples, values, losses = train_worker(arrays, X, y, worker, self.options)
+            examples, values, losses = worker_round(arrays, X, y, worker, params)
             self.increment_counter("mr_tl", "examples trained", examples)
             self.increment_counter("mr_tl", "minibatches", len(losses))
             node = averaging.leaf(worker, examples, values, losses)
@@ -156,18 +132,8 @@ class MRTrainRound(MRTLJob):
 
     def reducer(self, key, lines):
         """Input: contribution lines. Output: the next state, one ``encode_arrays`` line."""
-        merged, _ = self._merge(lines)
-        if len(merged) != 1:
-            have = sorted(w for c in merged for w in c.losses)
-            raise ValueError("round is missing workers: have %s of %d" % (have, self.options.workers))
-        root = merged[0]
-        mean = averaging.mean_of(root, self.options.workers)
-        state = self._state()
-        outer = averaging.OuterOptimizer(self.options.outer_optimizer, self.options.block_momentum,
-                                         self.options.block_lr, self.options.workers)
-        new_arrays, outer_arrays = outer.apply(mean, state)
-        new_arrays.update(outer_arrays)
-        meta = {"examples": root.examples, "losses": {str(w): l for w, l in sorted(root.losses.items())}}
+        contributions = [c for c, _ in map(decode_contribution, lines)]
+        new_arrays, meta = finish_round(contributions, self._state(), RoundParams.from_options(self.options))
         yield None, encode_arrays(meta, new_arrays)
 
 
