@@ -115,7 +115,7 @@ def build_parser():
     p.add_argument("--random-weights", action="store_true", help="seeded random weights instead")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     p.add_argument("--tiny", action="store_true",
-                   help="tiny VGG-shaped variant: same layer names, few channels, 32x32 input")
+                   help="tiny VGG-shaped variant: same layer names, few channels, 64x64 input")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write (sidecar .json beside it)")
     p.set_defaults(func=cmd_build_vgg16)
 

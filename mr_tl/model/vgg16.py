@@ -6,7 +6,7 @@ so the same code serves three sources:
 
 * Keras' official ImageNet weights file (:func:`read_keras_h5`, pinned MD5);
 * seeded random weights of the full size (benchmarks);
-* a tiny VGG-shaped variant (same layer names, few channels, 32x32 input)
+* a tiny VGG-shaped variant (same layer names, few channels, 64x64 input)
   for fast tests.
 
 Layer names are Keras' (``block1_conv1`` ... ``block5_pool``, ``flatten``,
@@ -41,14 +41,16 @@ KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applicatio
 # (block, number of convs, channels) of the real network.
 BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 FULL = {"channels": (64, 128, 256, 512, 512), "fc": 4096, "classes": 1000, "input": 224}
-TINY = {"channels": (4, 8, 8, 16, 16), "fc": 32, "classes": 10, "input": 32}
+# 64x64 input leaves a 2x2 block5_pool, so even the tiny graph tests the flatten order.
+TINY = {"channels": (4, 8, 8, 16, 16), "fc": 32, "classes": 10, "input": 64}
 
 CONV_LAYERS = tuple("block%d_conv%d" % (b, i) for b, n, _ in BLOCKS for i in range(1, n + 1))
 DENSE_LAYERS = ("fc1", "fc2", "predictions")
 
 # Keras' preprocess_input for VGG16 ("caffe" mode): RGB -> BGR, subtract the
-# ImageNet mean per channel, no scaling.  Keras' load_img(target_size=...)
-# squashes the image to 224x224.
+# ImageNet mean per channel, no scaling.  The image is squashed to 224x224 as
+# Keras' load_img(target_size=..., interpolation="bilinear") does (its default
+# interpolation is "nearest", which aliases).
 PREPROCESSING = {
     "resize": "squash",
     "interpolation": "bilinear",
