@@ -396,6 +396,9 @@ def train(args, runner_args, out=print):
             recent = durations[-10:]
             eta = (total_rounds - r - 1) * sum(recent) / len(recent)
             out("%s  %.1f s/round  ETA %s" % (line, seconds, _fmt_seconds(eta)))
+            if args.stop_after_rounds and r + 1 - start_round >= args.stop_after_rounds and r + 1 < total_rounds:
+                out("stopping after %d rounds as asked; continue with --resume" % args.stop_after_rounds)
+                return run
             if stop:
                 out("early stopping: no better validation accuracy for %d validations; best was round %d (%.4f)"
                     % (args.early_stopping, best["round"], best["accuracy"]))
@@ -444,6 +447,8 @@ def build_parser():
     p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE validations without a better val accuracy; keep the best head")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last good checkpoint")
+    p.add_argument("--stop-after-rounds", type=int, default=0, metavar="N",
+                   help="stop after N rounds of this invocation, without writing the head (continue with --resume)")
     p.add_argument("--work-dir", help="where the worker files go (default RUN_DIR/data; e.g. hdfs:///tmp/run1)")
     p.add_argument("--hadoop-bin", help="hadoop command for hdfs:// paths in the driver")
     p.add_argument("-v", "--verbose", action="store_true", help="show mrjob's log")
