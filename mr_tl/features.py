@@ -107,7 +107,7 @@ def read_lines(lines, splits=None, classes=None, where=""):
         try:
             collector.add(parse_feature_line(line))
         except RecordError as e:
-            raise FeatureError("line %d%s is not a feature record: %s" % (n, where, e)) from None
+            raise FeatureError("line %d%s: %s" % (n, where, e)) from None
     return collector.result()
 
 

@@ -27,7 +27,7 @@ from mr_tl.featurizer import Featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
 from mr_tl.job import JobInputError, MRTLJob, threads_in_task
 from mr_tl.model.spec import ModelError, ModelSpec, load_model_spec, sidecar_path
-from mr_tl.records import FeatureRecord, PackedImage, RecordError, RejectedRecord
+from mr_tl.records import FeatureRecord, PackedImage, RecordError, RejectedRecord, feature_line_head
 from mr_tl import storage
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class MRFeaturize(MRTLJob):
             # not even an id to report: count it and say where
             self.increment_counter(REJECTED, "bad-record", 1)
             self.increment_counter(COUNTERS, "rejected", 1)
-            yield None, RejectedRecord("?line:%s" % line[:60], 0, "train", "bad-record", str(e)).to_line()
+            yield None, RejectedRecord("?line:%s" % line[:60], None, None, "bad-record", str(e)).to_line()
             return
         try:
             x = preprocess(image.data, self.featurizer.spec, self.options.max_pixels, self.options.min_side)
@@ -140,24 +140,24 @@ class MRFeaturize(MRTLJob):
         main = counters.get(COUNTERS, {})
         reasons = dict(sorted(counters.get(REJECTED, {}).items()))
         # read the output back: the counters could lie (a lost task), the records cannot
-        featurized, rejected, ids = 0, [], set()
+        featurized, rejected, ids, per_split = 0, [], set(), {}
         duplicates = 0
         for line in storage.cat_lines(runner):
-            kind, image_id, label, split = line.split("\t", 4)[:4]
+            kind, image_id, label, split, reason, detail = feature_line_head(line)
             if image_id in ids:
                 duplicates += 1
             ids.add(image_id)
             if kind == "F":
                 featurized += 1
+                per_split[split] = per_split.get(split, 0) + 1
             else:
-                fields = line.split("\t")
-                rejected.append({"id": image_id, "label": int(label), "split": split,
-                                 "reason": fields[4], "detail": fields[5]})
+                rejected.append({"id": image_id, "label": label, "split": split, "reason": reason, "detail": detail})
         expected = storage.expected_images(self.args_before_expansion, runner.fs)
         read = main.get("input", 0)
         summary = {
             "input": read, "expected_from_manifest": expected,
-            "featurized": featurized, "rejected": len(rejected), "reasons": reasons,
+            "featurized": featurized, "featurized_per_split": dict(sorted(per_split.items())),
+            "rejected": len(rejected), "reasons": reasons,
             "duplicates": duplicates, "seconds": round(time.time() - self.started, 1),
             "model": os.path.basename(self.options.model), "rejected_images": rejected,
         }

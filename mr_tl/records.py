@@ -78,9 +78,16 @@ def _check_split(split):
 
 
 def _parse_label(text):
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise RecordError("label must be a non-negative integer, found %r" % text[:20])
     return int(text)
+
+
+def _label_field(label):
+    label = int(label)
+    if not 0 <= label < 10 ** 9:
+        raise RecordError("label must be an integer in [0, 1e9), found %d" % label)
+    return str(label)
 
 
 def _b64decode(text, what):
@@ -109,7 +116,7 @@ class PackedImage:
     data: bytes
 
     def to_line(self):
-        return "\t".join((escape_field(self.id), str(self.label), _check_split(self.split),
+        return "\t".join((escape_field(self.id), _label_field(self.label), _check_split(self.split),
                           base64.b64encode(self.data).decode("ascii")))
 
     @classmethod
@@ -133,22 +140,31 @@ class FeatureRecord:
 
     def to_line(self):
         data = np.ascontiguousarray(self.features, dtype=FEATURE_DTYPE).tobytes()
-        return "\t".join(("F", escape_field(self.id), str(self.label), _check_split(self.split),
+        return "\t".join(("F", escape_field(self.id), _label_field(self.label), _check_split(self.split),
                           base64.b64encode(data).decode("ascii")))
+
+
+UNKNOWN = "-"
 
 
 @dataclass(frozen=True)
 class RejectedRecord:
-    """An image the featurizer could not use, and why."""
+    """An image the featurizer could not use, and why.
+
+    ``label`` and ``split`` are None for an input line so damaged that they
+    are unknown (written as ``-``).
+    """
 
     id: str
-    label: int
-    split: str
+    label: object
+    split: object
     reason: str
     detail: str = ""
 
     def to_line(self):
-        return "\t".join(("R", escape_field(self.id), str(self.label), _check_split(self.split),
+        label = UNKNOWN if self.label is None else _label_field(self.label)
+        split = UNKNOWN if self.split is None else _check_split(self.split)
+        return "\t".join(("R", escape_field(self.id), label, split,
                           escape_field(self.reason), escape_field(self.detail)))
 
 
@@ -170,19 +186,31 @@ def parse_feature_line(line, dim=None):
                               % (unescape_field(image_id), features.size, dim))
         return FeatureRecord(unescape_field(image_id), _parse_label(label), _check_split(split), features)
     if kind == "R" and len(fields) == 6:
-        _, image_id, label, split, reason, detail = fields
-        return RejectedRecord(unescape_field(image_id), _parse_label(label), _check_split(split),
-                              unescape_field(reason), unescape_field(detail))
-    raise RecordError("not a feature record: expected 'F' + 4 fields or 'R' + 5 fields, "
-                      "found %r with %d fields" % (kind[:10], len(fields)))
+        return RejectedRecord(*parse_rejected_fields(fields[1:]))
+    raise RecordError("not a feature record: expected 'F' + 4 fields or 'R' + 5 fields, found %r with %d fields"
+                      % (kind[:10], len(fields)))
 
 
-def feature_line_split(line):
-    """The split of a feature/rejected line without decoding its vector (fast filter)."""
-    fields = _line_fields(line)[:4]
-    if len(fields) < 4 or fields[0] not in ("F", "R"):
-        raise RecordError("not a feature record: %r" % fields[:1])
-    return fields[0], _check_split(fields[3])
+def parse_rejected_fields(fields):
+    """``(id, label, split, reason, detail)`` of a rejected record's fields after ``R``."""
+    image_id, label, split, reason, detail = fields
+    return (unescape_field(image_id), None if label == UNKNOWN else _parse_label(label),
+            None if split == UNKNOWN else _check_split(split), unescape_field(reason), unescape_field(detail))
+
+
+def feature_line_head(line):
+    """``(kind, id, label, split, reason, detail)`` of a feature/rejected line, without decoding the vector.
+
+    ``reason`` and ``detail`` are None for a feature record.  A fast pass
+    for counting and listing featurize output.
+    """
+    fields = _line_fields(line)
+    if fields[0] == "F" and len(fields) == 5:
+        return ("F", unescape_field(fields[1]), _parse_label(fields[2]), _check_split(fields[3]), None, None)
+    if fields[0] == "R" and len(fields) == 6:
+        return ("R",) + parse_rejected_fields(fields[1:])
+    raise RecordError("not a feature record: expected 'F' + 4 fields or 'R' + 5 fields, found %r with %d fields"
+                      % (fields[0][:10], len(fields)))
 
 
 # ---------------------------------------------------------------------------
@@ -200,7 +228,7 @@ def encode_arrays(meta, arrays):
         dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
         if dtype.kind not in "fiu":
             raise TypeError("array %r has unsupported dtype %s" % (name, value.dtype))
-        value = np.ascontiguousarray(value, dtype=dtype)
+        value = np.asarray(value, dtype=dtype, order="C")  # keeps 0-d arrays 0-d
         out[name] = {"dtype": dtype.str, "shape": list(value.shape),
                      "data": base64.b64encode(value.tobytes()).decode("ascii")}
     return json.dumps({"meta": meta, "arrays": out}, sort_keys=True, separators=(",", ":"),
@@ -211,6 +239,8 @@ def decode_arrays(line):
     """Inverse of :func:`encode_arrays`: returns ``(meta, {name: array})``."""
     try:
         obj = json.loads(line)
+        if not isinstance(obj, dict) or "meta" not in obj or not isinstance(obj.get("arrays"), dict):
+            raise RecordError("not an array record: expected {\"meta\": ..., \"arrays\": {...}}")
         meta, encoded = obj["meta"], obj["arrays"]
         arrays = {}
         for name, spec in encoded.items():
@@ -223,10 +253,10 @@ def decode_arrays(line):
             if len(raw) != count * dtype.itemsize:
                 raise RecordError("array %r: %d bytes for shape %s" % (name, len(raw), shape))
             arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    except (ValueError, KeyError, TypeError) as e:
-        if isinstance(e, RecordError):
-            raise
-        raise RecordError("not an array record: %s" % e) from None
+    except RecordError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise RecordError("not an array record: %s: %s" % (type(e).__name__, e)) from None
     return meta, arrays
 
 
@@ -236,7 +266,7 @@ def save_npz(path, meta, arrays):
     Writes exactly the bytes it is given to ``path``; callers that need
     atomicity write to a temporary name and rename.
     """
-    payload = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    payload = {name: np.asarray(a, order="C") for name, a in arrays.items()}
     if "__meta__" in payload:
         raise ValueError("'__meta__' is reserved")
     payload["__meta__"] = np.array(json.dumps(meta, sort_keys=True, allow_nan=False))
