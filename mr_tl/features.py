@@ -100,14 +100,21 @@ class _Collector:
 
 def read_lines(lines, splits=None, classes=None, where=""):
     """A FeatureSet from feature-record lines (``splits`` keeps only those splits)."""
-    collector = _Collector(splits, classes, where)
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            collector.add(parse_feature_line(line))
-        except RecordError as e:
-            raise FeatureError("line %d%s: %s" % (n, where, e)) from None
+    return read_sources([(where, lines)], splits, classes)
+
+
+def read_sources(sources, splits=None, classes=None):
+    """A FeatureSet from several ``(name, lines)`` sources; errors name the source and its line."""
+    collector = _Collector(splits, classes)
+    for name, lines in sources:
+        collector.where = " of %s" % name if name and not name.startswith(" ") else name
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                collector.add(parse_feature_line(line))
+            except RecordError as e:
+                raise FeatureError("line %d%s: %s" % (n, collector.where, e)) from None
     return collector.result()
 
 
@@ -116,6 +123,9 @@ def write_parquet(feature_set, path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if len(feature_set) == 0:
+        raise FeatureError("no feature vectors to write (%d rejected records, no featurized image)"
+                           % feature_set.rejected)
     classes = feature_set.classes
     dim = feature_set.dim
     flat = pa.array(np.ascontiguousarray(feature_set.X, dtype=np.float32).reshape(-1), type=pa.float32())
@@ -146,8 +156,16 @@ def read_parquet(path, splits=None):
     column = table.column("features").combine_chunks()
     if not pa.types.is_fixed_size_list(column.type) or not pa.types.is_float32(column.type.value_type):
         raise FeatureError("%s: column 'features' must be fixed_size_list<float32>, found %s" % (path, column.type))
+    if not pa.types.is_integer(table.schema.field("label").type):
+        raise FeatureError("%s: column 'label' must be integers, found %s" % (path, table.schema.field("label").type))
+    for name in ("id", "label", "split", "features"):
+        nulls = table.column(name).null_count
+        if nulls:
+            raise FeatureError("%s: column %r has %d null values" % (path, name, nulls))
     dim = column.type.list_size
     X = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    if X.shape[0] != table.num_rows:
+        raise FeatureError("%s: %d feature vectors for %d rows" % (path, X.shape[0], table.num_rows))
     meta = table.schema.metadata or {}
     classes = json.loads(meta[PARQUET_LABELS_KEY]) if PARQUET_LABELS_KEY in meta else None
     collector = _Collector(splits, classes, " in %s" % path)
@@ -155,6 +173,8 @@ def read_parquet(path, splits=None):
                                           table.column("split").to_pylist(), X):
         if split not in SPLITS:
             raise FeatureError("%s: image %r has split %r (expected train/val/test)" % (path, image_id, split))
+        if label < 0:
+            raise FeatureError("%s: image %r has label %d (labels are >= 0)" % (path, image_id, label))
         collector.add(FeatureRecord(image_id, int(label), split, row))
     return collector.result()
 

@@ -55,12 +55,16 @@ def _open(data, max_pixels, min_side):
         raise ImageRejected("empty-file", "0 bytes")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # our own limit (below) decides; Pillow's global guard only backs it up,
+            # raised to twice our limit so it never rejects what we accept
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+                Image.MAX_IMAGE_PIXELS = max_pixels
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageRejected("not-an-image", "format not recognised (%d bytes, starts %r)"
                             % (len(data), data[:8])) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageRejected("too-large", str(e)) from None
     except Exception as e:  # a damaged header can raise almost anything
         raise ImageRejected("corrupt", "%s: %s" % (type(e).__name__, e)) from None

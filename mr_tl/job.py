@@ -57,12 +57,21 @@ def package_zip():
                 z.writestr(info, f.read(), zipfile.ZIP_DEFLATED)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), "mr_tl-%s-%s.zip" % (mr_tl.__version__, digest))
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mr_tl", "py_files")
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, "mr_tl-%s.zip" % digest)
     if not os.path.exists(path):
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".zip.tmp")
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".zip.tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+        # keep only the newest few: every code change makes a new zip
+        old = sorted((os.path.getmtime(os.path.join(cache, n)), n) for n in os.listdir(cache) if n.endswith(".zip"))
+        for _, name in old[:-5]:
+            try:
+                os.unlink(os.path.join(cache, name))
+            except OSError:
+                pass
     return path
 
 

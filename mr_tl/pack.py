@@ -80,18 +80,35 @@ def parse_size(text):
     return size
 
 
+def _utf8(name):
+    """``name`` as printable text; file names that are not UTF-8 come back with \\x.. escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name):
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.listdir surrogate-escaped bytes that are not UTF-8
+        return False
+    return True
+
+
 def find_images(images_dir):
     """Class names (sorted) and ``(id, class_index, path)`` for every candidate file.
 
-    Also returns files that cannot be candidates (hidden files, files outside
-    a class folder) as ``(relative path, why)`` so nothing is dropped silently.
+    Also returns what cannot be a candidate (hidden files and folders, files
+    outside a class folder, names that are not UTF-8) as ``(relative path,
+    why)``, so nothing is dropped silently.
     """
     if not os.path.isdir(images_dir):
         raise PackError("%s is not a folder" % images_dir)
     entries = sorted(os.listdir(images_dir))
+    bad_classes = [_utf8(e) for e in entries if not _is_utf8(e) and os.path.isdir(os.path.join(images_dir, e))]
+    if bad_classes:
+        raise PackError("class folder names must be UTF-8 (they become class names): %s" % ", ".join(bad_classes))
     classes = [e for e in entries if os.path.isdir(os.path.join(images_dir, e)) and not e.startswith(".")]
-    skipped = [(e, "hidden file or folder") for e in entries if e.startswith(".")]
-    skipped += [(e, "file outside a class folder") for e in entries
+    skipped = [(_utf8(e), "hidden file or folder") for e in entries if e.startswith(".")]
+    skipped += [(_utf8(e), "file outside a class folder") for e in entries
                 if not e.startswith(".") and not os.path.isdir(os.path.join(images_dir, e))]
     if not classes:
         raise PackError("%s has no class sub-folders (expected IMAGES_DIR/CLASS/IMAGE)" % images_dir)
@@ -99,12 +116,16 @@ def find_images(images_dir):
     for index, name in enumerate(classes):
         root = os.path.join(images_dir, name)
         for directory, dirs, files in os.walk(root):
+            rel_dir = os.path.relpath(directory, images_dir).replace(os.sep, "/")
+            skipped += [(_utf8(rel_dir + "/" + d), "hidden file or folder") for d in dirs if d.startswith(".")]
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for file_name in sorted(files):
                 path = os.path.join(directory, file_name)
-                rel = os.path.relpath(path, images_dir).replace(os.sep, "/")
+                rel = rel_dir + "/" + file_name
                 if file_name.startswith("."):
-                    skipped.append((rel, "hidden file or folder"))
+                    skipped.append((_utf8(rel), "hidden file or folder"))
+                elif not _is_utf8(rel):
+                    skipped.append((_utf8(rel), "name is not valid UTF-8 (ids must be text)"))
                 else:
                     items.append((rel, index, path))
     items.sort()

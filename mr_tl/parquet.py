@@ -22,7 +22,7 @@ import tempfile
 
 from mr_tl import storage
 from mr_tl.cli import fail
-from mr_tl.features import FeatureError, read_lines, read_parquet, write_parquet
+from mr_tl.features import FeatureError, read_parquet, read_sources, write_parquet
 from mr_tl.job import JobInputError
 from mr_tl.pack import PackError
 from mr_tl.records import FeatureRecord
@@ -39,7 +39,7 @@ def load_labels_text(fs, paths, explicit=None):
 def text_to_parquet(fs, inputs, output, labels_path=None):
     files = storage.list_data_files(fs, inputs, storage.FEATURES_PATTERN)
     classes = load_labels_text(fs, inputs, labels_path)
-    features = read_lines(storage.iter_lines(fs, files), classes=classes)
+    features = read_sources([(path, storage.iter_lines(fs, [path])) for path in files], classes=classes)
     features.classes = classes or []
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "features.parquet")

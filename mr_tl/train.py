@@ -49,7 +49,7 @@ import numpy as np
 
 from mr_tl import __version__, averaging, storage
 from mr_tl.cli import fail
-from mr_tl.features import FeatureError, FeatureSet, is_parquet, read_lines, read_parquet
+from mr_tl.features import FeatureError, is_parquet, read_parquet, read_sources
 from mr_tl.head import SoftmaxHead, log_softmax
 from mr_tl.job import JobInputError
 from mr_tl.metrics import confusion_matrix, summarize, top_k_hits
@@ -94,7 +94,7 @@ def load_features(fs, inputs, labels_path=None):
         if classes is None:
             classes = labels_of_inputs(fs, inputs)
         files = storage.list_data_files(fs, inputs, storage.FEATURES_PATTERN)
-        features = read_lines(storage.iter_lines(fs, files), classes=classes, where=" of %s" % inputs[0])
+        features = read_sources([(path, storage.iter_lines(fs, [path])) for path in files], classes=classes)
     if not features.classes:
         raise FeatureError("the features name no classes; give --labels")
     if len(features) == 0:

@@ -51,7 +51,7 @@ class ModelSpec:
     output_name: str
     output_dim: int
     resize: str = "squash"            # or "center-crop": shorter side -> resize_shorter, then crop
-    resize_shorter: int = 0           # used by center-crop; 0 means min(input_size)
+    resize_shorter: int = 0           # used by center-crop; 0 means max(input_size)
     interpolation: str = "bilinear"
     channel_order: str = "RGB"        # or "BGR" (Keras/Caffe VGG16)
     scale: float = 1.0                # multiplies 0..255 pixel values before mean/std
@@ -85,6 +85,9 @@ class ModelSpec:
             problems.append("layout %r (expected NCHW or NHWC)" % self.layout)
         if len(self.mean) != 3 or len(self.std) != 3 or min(abs(s) for s in self.std) == 0:
             problems.append("mean/std %r/%r (expected 3 values each, std non-zero)" % (self.mean, self.std))
+        if self.resize == "center-crop" and self.resize_shorter and self.resize_shorter < max(self.input_size):
+            problems.append("resize_shorter %d (center-crop needs at least the larger input side, %d)"
+                            % (self.resize_shorter, max(self.input_size)))
         if int(self.output_dim) < 1:
             problems.append("output_dim %r" % self.output_dim)
         if problems:
@@ -93,7 +96,8 @@ class ModelSpec:
 
     @property
     def shorter_side(self):
-        return self.resize_shorter or min(self.input_size)
+        """The side the shorter image side is resized to before a centre crop."""
+        return self.resize_shorter or max(self.input_size)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,419 @@
+"""mr_tl.pack: stratified deterministic split, shards, manifest, and nothing dropped silently."""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mr_tl.pack as pack_module
+from mr_tl.pack import (
+    LABELS_FORMAT, MANIFEST_FORMAT, PackError, SplitSize, describe, load_labels, pack, parse_size, split_class)
+from mr_tl.records import PackedImage
+
+
+def png(index, size=(8, 8)):
+    """A small PNG whose bytes depend on ``index``."""
+    g = np.random.default_rng(index)
+    buf = io.BytesIO()
+    Image.fromarray(g.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write(root, rel, data):
+    path = os.path.join(str(root), rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def make_classes(root, sizes, reverse=False):
+    """``{class name: number of images}`` -> IMAGES_DIR/CLASS/img_NNN.png; returns ``{id: bytes}``."""
+    files = {}
+    for c, (name, n) in enumerate(sizes.items()):
+        for i in range(n):
+            files["%s/img_%03d.png" % (name, i)] = png(1000 * c + i)
+    for rel in (reversed(list(files)) if reverse else files):
+        write(root, rel, files[rel])
+    return files
+
+
+@pytest.fixture
+def pack_cli(capsys):
+    """``python -m mr_tl.pack ARGS`` in this process: ``(exit code, stdout, stderr)``."""
+    def run(*args):
+        capsys.readouterr()
+        try:
+            pack_module.main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def read_packed_file(path):
+    with open(str(path), encoding="utf-8") as f:
+        return [PackedImage.from_line(line) for line in f]
+
+
+def split_of(read_packed, out):
+    return {image.id: image.split for image in read_packed(str(out))}
+
+
+def counts(assignment, class_name):
+    out = {"train": 0, "val": 0, "test": 0}
+    for image_id, split in assignment.items():
+        if image_id.split("/", 1)[0] == class_name:
+            out[split] += 1
+    return out
+
+
+SIZES = {"a": 20, "b": 10, "c_single": 1, "d_pair": 2}
+
+
+# -- the split ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("val, test, expected", [
+    # counts
+    ("3", "2", {"a": (15, 3, 2), "b": (5, 3, 2), "c_single": (1, 0, 0), "d_pair": (1, 0, 1)}),
+    # fractions, rounded half up: 20*0.25=5, 20*0.1=2; 10*0.25=2.5->3, 10*0.1=1; 2*0.25=0.5->1, 2*0.1=0.2->0
+    ("0.25", "0.1", {"a": (13, 5, 2), "b": (6, 3, 1), "c_single": (1, 0, 0), "d_pair": (1, 1, 0)}),
+    # more than there is: every class still keeps one training image
+    ("100", "100", {"a": (1, 0, 19), "b": (1, 0, 9), "c_single": (1, 0, 0), "d_pair": (1, 0, 1)}),
+    ("0", "0", {"a": (20, 0, 0), "b": (10, 0, 0), "c_single": (1, 0, 0), "d_pair": (2, 0, 0)}),
+])
+def test_stratified_split(tmp_path, read_packed, val, test, expected):
+    make_classes(tmp_path / "images", SIZES)
+    out = tmp_path / "packed"
+    manifest = pack(str(tmp_path / "images"), str(out), val=SplitSize.parse(val), test=SplitSize.parse(test))
+    assignment = split_of(read_packed, out)
+    assert len(assignment) == sum(SIZES.values())
+    for name, (train, n_val, n_test) in expected.items():
+        want = {"train": train, "val": n_val, "test": n_test}
+        assert counts(assignment, name) == want, name
+        assert manifest["per_class"][name] == want
+    assert manifest["per_split"] == {s: sum(counts(assignment, n)[s] for n in SIZES) for s in ("train", "val", "test")}
+
+
+def test_labels_follow_the_sorted_class_folders(tmp_path, read_packed):
+    make_classes(tmp_path / "images", {"b": 2, "a": 2, "c": 1})
+    pack(str(tmp_path / "images"), str(tmp_path / "out"))
+    assert load_labels(str(tmp_path / "out" / "labels.json")) == ["a", "b", "c"]
+    for image in read_packed(str(tmp_path / "out")):
+        assert image.label == "abc".index(image.id[0])
+
+
+def test_split_class_directly():
+    ids = ["x%02d" % i for i in range(10)]
+    a = split_class(ids, "k", 42, SplitSize(2), SplitSize(3))
+    assert sorted(a) == ids and sorted(a.values()).count("test") == 3 and sorted(a.values()).count("val") == 2
+    assert split_class(list(reversed(ids)), "k", 42, SplitSize(2), SplitSize(3)) == a  # input order irrelevant
+    assert split_class(ids, "other class", 42, SplitSize(2), SplitSize(3)) != a       # per-class stream
+    assert split_class([], "k", 42, SplitSize(2), SplitSize(3)) == {}
+
+
+@pytest.mark.parametrize("text, value, n, count", [("10", 10, 3, 10), ("0.15", 0.15, 40, 6), ("1", 1, 40, 1),
+                                                   ("0", 0, 40, 0), ("2.0", 2, 5, 2), ("0.5", 0.5, 3, 2)])
+def test_split_size_parse(text, value, n, count):
+    size = SplitSize.parse(text)
+    assert size.value == value and size.count(n) == count
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "abc", "", "-0.1"])
+def test_split_size_parse_errors(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        SplitSize.parse(text)
+
+
+def test_split_size_errors_on_the_command_line(tmp_path, pack_cli):
+    make_classes(tmp_path / "images", {"a": 2})
+    code, _, err = pack_cli(tmp_path / "images", tmp_path / "out", "--val", "1.5")
+    assert code == 2 and "expected a count >= 0 or a fraction in [0, 1), found '1.5'" in err
+    assert not os.path.exists(tmp_path / "out")
+
+
+# -- determinism ----------------------------------------------------------------------------------
+
+def _tree_bytes(root):
+    out = {}
+    for directory, _, names in os.walk(str(root)):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, str(root))] = f.read()
+    return out
+
+
+def test_same_input_gives_byte_identical_output(tmp_path):
+    # two copies of the same images, written in opposite orders (directory order differs)
+    make_classes(tmp_path / "one", SIZES)
+    make_classes(tmp_path / "two", SIZES, reverse=True)
+    pack(str(tmp_path / "one"), str(tmp_path / "out1"), seed=7, shard_size=2000)
+    pack(str(tmp_path / "two"), str(tmp_path / "out2"), seed=7, shard_size=2000)
+    first, second = _tree_bytes(tmp_path / "out1"), _tree_bytes(tmp_path / "out2")
+    assert len(first) > 4  # several shards, labels.json, manifest.json
+    assert sorted(first) == sorted(second)
+    for name in first:
+        assert first[name] == second[name], name
+
+
+def test_different_seed_gives_a_different_split(tmp_path, read_packed):
+    make_classes(tmp_path / "images", SIZES)
+    splits = []
+    for seed in (1, 2):
+        out = tmp_path / ("seed%d" % seed)
+        manifest = pack(str(tmp_path / "images"), str(out), seed=seed)
+        assert manifest["seed"] == seed
+        splits.append(split_of(read_packed, out))
+    assert splits[0] != splits[1]
+    assert counts(splits[0], "a") == counts(splits[1], "a")  # same sizes, other images
+
+
+# -- manifest and shards --------------------------------------------------------------------------
+
+def test_manifest_counts_and_shard_hashes(tmp_path):
+    files = make_classes(tmp_path / "images", SIZES)
+    out = tmp_path / "packed"
+    manifest = pack(str(tmp_path / "images"), str(out), shard_size=1500)
+    with open(out / "manifest.json", encoding="utf-8") as f:
+        assert json.load(f) == manifest
+    assert manifest["format"] == MANIFEST_FORMAT
+    assert (manifest["files_found"], manifest["images_packed"], manifest["images_rejected"],
+            manifest["files_skipped"]) == (33, 33, 0, 0)
+    assert (manifest["val"], manifest["test"], manifest["seed"]) == (0.15, 0.15, 42)
+    shard_names = sorted(n for n in os.listdir(out) if n.endswith(".tsv"))
+    assert sorted(s["path"] for s in manifest["shards"]) == shard_names
+    per_class = {name: {"train": 0, "val": 0, "test": 0} for name in SIZES}
+    for shard in manifest["shards"]:
+        path = out / shard["path"]
+        data = path.read_bytes()
+        assert shard["sha256"] == hashlib.sha256(data).hexdigest()
+        assert shard["bytes"] == len(data)
+        images = read_packed_file(path)
+        assert shard["images"] == len(images)
+        split = shard["path"].split("-")[0]
+        for image in images:
+            assert image.split == split
+            assert image.data == files[image.id]
+            per_class[image.id.split("/")[0]][split] += 1
+    assert manifest["per_class"] == per_class
+    with open(out / "labels.json", encoding="utf-8") as f:
+        assert json.load(f) == {"format": LABELS_FORMAT, "classes": sorted(SIZES)}
+    assert describe(manifest, str(out)).endswith("files found 33 = packed 33 + rejected 0 + skipped 0")
+
+
+def test_shard_rotation(tmp_path, read_packed):
+    files = make_classes(tmp_path / "images", {"a": 30})
+    files["a/zz_big.png"] = png(99, size=(64, 64))  # one line larger than a whole shard
+    write(tmp_path / "images", "a/zz_big.png", files["a/zz_big.png"])
+    out = tmp_path / "packed"
+    manifest = pack(str(tmp_path / "images"), str(out), val=SplitSize(0), test=SplitSize(0), shard_size=1000)
+    shards = [s for s in manifest["shards"]]
+    assert [s["path"] for s in shards] == ["train-%05d.tsv" % i for i in range(len(shards))]
+    assert len(shards) > 5
+    for shard in shards:
+        assert shard["bytes"] <= 1000 or shard["images"] == 1  # only a single oversized line may exceed it
+    assert shards[-1]["images"] == 1 and shards[-1]["bytes"] > 1000
+    ids = [image.id for image in read_packed(str(out))]
+    assert ids == sorted(files)  # in id order across shards, none lost, none twice
+
+
+@pytest.mark.parametrize("text, size", [("64M", 64 << 20), ("1G", 1 << 30), ("500k", 500 << 10), ("1000", 1000),
+                                        ("2MB", 2 << 20), ("1.5k", 1536), (" 8m ", 8 << 20)])
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["0", "-5M", "lots", "M", "0.1"])
+def test_parse_size_errors(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size(text)
+
+
+# -- skipped and rejected files -------------------------------------------------------------------
+
+def test_hidden_and_misplaced_files_are_listed_as_skipped(tmp_path, read_packed):
+    images = tmp_path / "images"
+    make_classes(images, {"a": 3, "b": 2})
+    write(images, ".DS_Store", b"mac")
+    write(images, ".hidden_class/x.png", png(1))
+    write(images, "README.txt", b"hello")
+    write(images, "loose.png", png(2))
+    write(images, "a/.DS_Store", b"mac")
+    write(images, "b/._img_000.png", png(3))
+    manifest = pack(str(images), str(tmp_path / "out"))
+    skipped = {s["path"]: s["why"] for s in manifest["skipped"]}
+    assert skipped == {".DS_Store": "hidden file or folder", ".hidden_class": "hidden file or folder",
+                       "README.txt": "file outside a class folder", "loose.png": "file outside a class folder",
+                       "a/.DS_Store": "hidden file or folder", "b/._img_000.png": "hidden file or folder"}
+    assert manifest["files_skipped"] == 6 and manifest["images_packed"] == 5
+    assert manifest["files_found"] == manifest["images_packed"] + manifest["images_rejected"] + 6
+    assert load_labels(str(tmp_path / "out" / "labels.json")) == ["a", "b"]
+    assert sorted(i.id for i in read_packed(str(tmp_path / "out"))) == sorted(
+        "%s/img_%03d.png" % (c, i) for c, n in (("a", 3), ("b", 2)) for i in range(n))
+
+
+def test_hidden_sub_folder_inside_a_class_is_listed(tmp_path):
+    images = tmp_path / "images"
+    make_classes(images, {"a": 2})
+    write(images, "a/.thumbnails/img_000.png", png(7))
+    manifest = pack(str(images), str(tmp_path / "out"))
+    assert "a/.thumbnails" in {s["path"] for s in manifest["skipped"]}
+
+
+def test_nested_folders_belong_to_their_class(tmp_path, read_packed):
+    images = tmp_path / "images"
+    make_classes(images, {"a": 1, "b": 1})
+    write(images, "b/2019/summer/x.png", png(5))
+    pack(str(images), str(tmp_path / "out"))
+    labels = {i.id: i.label for i in read_packed(str(tmp_path / "out"))}
+    assert labels == {"a/img_000.png": 0, "b/img_000.png": 1, "b/2019/summer/x.png": 1}
+
+
+def test_non_images_are_rejected_with_their_reason(tmp_path, read_packed, run_module):
+    images = tmp_path / "images"
+    make_classes(images, {"a": 4, "b": 3})
+    write(images, "a/notes.jpg", b"this is a text file with a .jpg name\n")
+    write(images, "a/empty.png", b"")
+    write(images, "b/tiny.png", png(1, size=(1, 1)))
+    truncated = png(2, size=(40, 40))
+    write(images, "b/truncated.png", truncated[:len(truncated) // 2])  # header fine: the featurizer decides
+    write(images, ".hidden", b"")
+    out = tmp_path / "out"
+    result = run_module("mr_tl.pack", images, out)
+    assert result.returncode == 0, result.stderr
+    with open(out / "manifest.json", encoding="utf-8") as f:
+        manifest = json.load(f)
+    reasons = {r["id"]: r["reason"] for r in manifest["rejected"]}
+    assert reasons == {"a/notes.jpg": "not-an-image", "a/empty.png": "empty-file", "b/tiny.png": "too-small"}
+    assert all(r["detail"] for r in manifest["rejected"])
+    assert manifest["images_rejected"] == 3 and manifest["files_skipped"] == 1 and manifest["images_packed"] == 8
+    assert manifest["files_found"] == 12 == manifest["images_packed"] + manifest["images_rejected"] + 1
+    packed_ids = {i.id for i in read_packed(str(out))}
+    assert "b/truncated.png" in packed_ids and not packed_ids & set(reasons)
+    assert "rejected 3: empty-file 1, not-an-image 1, too-small 1" in result.stdout
+    assert "files found 12 = packed 8 + rejected 3 + skipped 1" in result.stdout
+
+
+# -- errors leave nothing behind --------------------------------------------------------------------
+
+def test_existing_out_dir_needs_overwrite(tmp_path, pack_cli):
+    make_classes(tmp_path / "images", {"a": 3})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(PackError, match="already exists \\(use --overwrite"):
+        pack(str(tmp_path / "images"), str(out))
+    code, _, err = pack_cli(tmp_path / "images", out)
+    assert code == 2 and err == "error: %s already exists (use --overwrite to replace it)\n" % out
+    assert os.listdir(out) == ["precious.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["images", "out"]
+    pack(str(tmp_path / "images"), str(out), overwrite=True)
+    assert "precious.txt" not in os.listdir(out) and "manifest.json" in os.listdir(out)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"a/x.png": png(1), "b/notes.jpg": b"text"}, "class folder\\(s\\) with no usable image: b"),
+    ({"a/x.png": png(1), "b/.hidden.png": png(2)}, "no usable image: b"),
+    ({"loose.png": png(1)}, "has no class sub-folders"),
+])
+def test_errors_leave_nothing_behind(tmp_path, layout, message, pack_cli):
+    images = tmp_path / "images"
+    images.mkdir()
+    for rel, data in layout.items():
+        write(images, rel, data)
+    out = tmp_path / "parent" / "out"
+    with pytest.raises(PackError, match=message):
+        pack(str(images), str(out))
+    assert not os.path.exists(out)
+    assert not os.path.exists(tmp_path / "parent") or os.listdir(tmp_path / "parent") == []
+    code, _, err = pack_cli(images, out)
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
+    assert not os.path.exists(out)
+
+
+def test_missing_images_dir(tmp_path):
+    with pytest.raises(PackError, match="is not a folder"):
+        pack(str(tmp_path / "nope"), str(tmp_path / "out"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_failure_while_writing_keeps_the_old_output(tmp_path, monkeypatch):
+    make_classes(tmp_path / "images", {"a": 3, "b": 3})
+    out = tmp_path / "out"
+    pack(str(tmp_path / "images"), str(out))
+    before = _tree_bytes(out)
+    reads = []
+    real_read = pack_module.read_file
+
+    def flaky_read(path):
+        reads.append(path)
+        if len(reads) > 7:  # every file was checked (6 reads); the write phase fails on its 2nd file
+            raise OSError("disk went away")
+        return real_read(path)
+
+    monkeypatch.setattr(pack_module, "read_file", flaky_read)
+    with pytest.raises(OSError, match="disk went away"):
+        pack(str(tmp_path / "images"), str(out), seed=1, overwrite=True)
+    assert _tree_bytes(out) == before  # the complete old result, untouched
+    assert sorted(os.listdir(tmp_path)) == ["images", "out"]  # no temporary folder left
+
+
+# -- names ----------------------------------------------------------------------------------------
+
+def test_non_ascii_and_space_names_round_trip(tmp_path, read_packed):
+    images = tmp_path / "images"
+    files = {
+        "002.café au lait/naïve photo 1.png": png(1),
+        "002.café au lait/100% sure.png": png(2),
+        "001.日本 語/写真 ①.png": png(3),
+        "001.日本 語/tab\there.png": png(4),
+        "001.日本 語/new\nline.png": png(5),
+        "003.emoji 😀/a b c.png": png(6),
+    }
+    for rel, data in files.items():
+        write(images, rel, data)
+    out = tmp_path / "out"
+    manifest = pack(str(images), str(out), val=SplitSize(0), test=SplitSize(0))
+    classes = ["001.日本 語", "002.café au lait", "003.emoji 😀"]
+    assert load_labels(str(out / "labels.json")) == classes
+    with open(out / "labels.json", encoding="utf-8") as f:
+        assert "café" in f.read()  # readable, not \\u-escaped
+    assert sorted(manifest["per_class"]) == classes
+    got = {i.id: (i.label, i.data) for i in read_packed(str(out))}
+    assert got == {rel: (classes.index(rel.split("/")[0]), data) for rel, data in files.items()}
+    for shard in manifest["shards"]:
+        with open(out / shard["path"], "rb") as f:
+            assert f.read().count(b"\n") == shard["images"]  # the newline in a name did not split a line
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    images = tmp_path / "images"
+    make_classes(images, {"a": 2})
+    with open(os.path.join(os.fsencode(str(images)), b"a", b"caf\xe9.png"), "wb") as f:
+        f.write(png(9))
+    try:
+        manifest = pack(str(images), str(tmp_path / "out"))
+    except PackError:
+        return  # a clear error is acceptable too
+    listed = [s["path"] for s in manifest["skipped"]] + [r["id"] for r in manifest["rejected"]]
+    assert len(listed) == 1 and manifest["images_packed"] == 2
+
+
+def test_load_labels_errors(tmp_path):
+    with pytest.raises(PackError, match="missing"):
+        load_labels(str(tmp_path / "labels.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(PackError, match="not valid JSON"):
+        load_labels(str(bad))
+    bad.write_text(json.dumps({"format": "something/else", "classes": ["a"]}))
+    with pytest.raises(PackError, match="not an mr_tl labels file"):
+        load_labels(str(bad))
