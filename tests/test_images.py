@@ -2,7 +2,6 @@
 
 import io
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -306,9 +305,7 @@ def test_decompression_bomb_is_rejected_from_the_header():
     data = png_claiming(20000, 20000)
     assert len(data) < 200
     assert Image.open(io.BytesIO(png_claiming(100, 50))).size == (100, 50)  # the crafting works
-    t = time.perf_counter()
     e = rejected(data)
-    assert time.perf_counter() - t < 1.0
     # the pixel data is only 8x8: decoding it would say "corrupt", so the header decided
     assert e.reason == "too-large"
     with pytest.raises(ImageRejected, match="too-large"):
