@@ -57,7 +57,13 @@ def leaf(worker, examples, arrays, losses=()):
     n = F64(examples)
     return Contribution(0, int(worker), int(examples),
                         {name: np.asarray(value, dtype=F64) * n for name, value in arrays.items()},
-                        {int(worker): [float(x) for x in losses]})
+                        {int(worker): [finite_or_none(x) for x in losses]})
+
+
+def finite_or_none(x):
+    """A loss as JSON can carry it: NaN and infinity (a diverging worker) become None."""
+    x = float(x) if x is not None else None
+    return x if x is not None and np.isfinite(x) else None
 
 
 def _covers_nothing(level, index, n_workers):
@@ -96,11 +102,16 @@ def merge(contributions, n_workers):
         for index in sorted(i for (lv, i) in list(nodes) if lv == level and i % 2 == 0):
             left = nodes.get((level, index))
             right_key = (level, index + 1)
+            parent = (level + 1, index // 2)
+            complete = right_key in nodes or _covers_nothing(level, index + 1, n_workers)
+            if complete and parent in nodes:
+                raise ValueError("workers %d.. at level %d given twice (alone and inside a sum)"
+                                 % (left.first_worker, level + 1))
             if right_key in nodes:
-                nodes[(level + 1, index // 2)] = _add(left, nodes.pop(right_key))
+                nodes[parent] = _add(left, nodes.pop(right_key))
                 del nodes[(level, index)]
-            elif _covers_nothing(level, index + 1, n_workers):
-                nodes[(level + 1, index // 2)] = _promote(nodes.pop((level, index)))
+            elif complete:
+                nodes[parent] = _promote(nodes.pop((level, index)))
     return sorted(nodes.values(), key=lambda c: (c.first_worker, -c.level))
 
 

@@ -33,13 +33,20 @@ LOSS_UNIT = 1e-9
 BATCH = 512
 
 
+# A per-example loss is capped here before it is turned into units (a head
+# that assigns a class probability below e^-1e6 is simply wrong).
+MAX_LOSS = 1e6
+
+
 def partial_counts(head, X, y, k=5):
-    """Counts for one batch: confusion matrix, top-k hits, loss in LOSS_UNITs."""
-    logits = head.logits(X)
-    log_p = log_softmax(logits)
-    losses = -log_p[np.arange(len(y)), y].astype(np.float64)
+    """Counts for one batch: confusion matrix, top-k hits, loss in LOSS_UNITs (a Python int)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits = head.logits(X)
+        log_p = log_softmax(logits)
+    losses = np.nan_to_num(-log_p[np.arange(len(y)), y].astype(np.float64), nan=MAX_LOSS, posinf=MAX_LOSS)
+    units = np.rint(np.minimum(losses, MAX_LOSS) / LOSS_UNIT).astype(np.int64)  # < 2**60 each
     return (confusion_matrix(y, logits.argmax(axis=1), head.n_classes), top_k_hits(logits, y, k),
-            int(np.sum(np.rint(losses / LOSS_UNIT).astype(np.int64))))
+            sum(int(u) for u in units))
 
 
 class MREvaluate(MRTLJob):
@@ -149,6 +156,10 @@ class MREvaluate(MRTLJob):
             raise JobInputError(str(e)) from None
         if arrays["W"].shape[1] != len(self.classes):
             raise JobInputError("head has %d classes, labels.json lists %d" % (arrays["W"].shape[1], len(self.classes)))
+        dim = storage.first_feature_dim(storage.filesystem(), storage.expand_inputs(o.args, storage.FEATURES_PATTERN))
+        if dim is not None and dim != arrays["W"].shape[0]:
+            raise JobInputError("the features have %d values per image, but the head expects %d: were they made "
+                                "with another model than the one the head was trained on?" % (dim, arrays["W"].shape[0]))
         labels_text = storage.find_labels(o.args)
         if labels_text is not None and json.loads(labels_text)["classes"] != self.classes:
             raise JobInputError("the features' labels differ from the run's labels.json: the head was trained "

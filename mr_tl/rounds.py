@@ -60,8 +60,12 @@ def worker_round(arrays, X, y, worker, params):
     optimizer = Nesterovs(params.lr, params.momentum)
     order = epoch_order(len(y), params.seed, params.epoch, worker)
     n_batches = params.averaging_frequency or -(-len(y) // params.batch_size)
-    losses, examples = run_minibatches(head, velocity, optimizer, X, y, order, params.first_batch,
-                                       n_batches, params.batch_size, params.l2)
+    # A diverging worker overflows; that is reported by the driver's finiteness
+    # check, not as warnings (which would also break mrjob's inline runner,
+    # whose task stderr takes only bytes).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        losses, examples = run_minibatches(head, velocity, optimizer, X, y, order, params.first_batch,
+                                           n_batches, params.batch_size, params.l2)
     return examples, {"W": head.W, "b": head.b, "vW": velocity["vW"], "vb": velocity["vb"]}, losses
 
 

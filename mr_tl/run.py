@@ -172,6 +172,8 @@ class RunDir:
         path = self.file("head.npz")
         tmp = "%s.tmp-%d" % (path, os.getpid())
         save_npz(tmp, meta, {"W": W, "b": b})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
         return path
 

@@ -210,3 +210,15 @@ def put_file(fs, local_path, dest):
         fs.rm(dest)
     fs.mkdir(posixpath.dirname(dest))
     fs.put(local_path, dest)
+
+
+def first_feature_dim(fs, paths):
+    """Dimension of the first feature record in ``paths``, or None if there is none."""
+    from mr_tl.records import FeatureRecord, parse_feature_line
+
+    for line in iter_lines(fs, paths):
+        if line.startswith("F\t"):
+            record = parse_feature_line(line)
+            if isinstance(record, FeatureRecord):
+                return record.features.size
+    return None

@@ -240,8 +240,8 @@ def _fmt_seconds(s):
 
 
 def mean_losses(losses_by_worker):
-    """Per-minibatch loss averaged over the workers that ran that minibatch."""
-    lists = [l for _, l in sorted(losses_by_worker.items())]
+    """Per-minibatch loss averaged over the workers that ran that minibatch (NaN if one diverged)."""
+    lists = [[float("nan") if x is None else x for x in l] for _, l in sorted(losses_by_worker.items())]
     steps = max((len(l) for l in lists), default=0)
     return [float(np.mean([l[k] for l in lists if k < len(l)])) for k in range(steps)]
 
@@ -296,10 +296,18 @@ def train(args, runner_args, out=print):
     elif args.resume:
         out("nothing to resume in %s; starting a new run" % args.output)
 
+    sizes = np.bincount(assign_workers(train_set.ids, args.workers, args.seed), minlength=args.workers)
+    per_epoch = rounds_per_epoch(sizes, args.batch_size, args.averaging_frequency)
+    total_rounds = per_epoch * args.epochs
+    if start_round > total_rounds:
+        raise RunError("cannot resume with --epochs %d (%d rounds): the run is already at round %d; "
+                       "its head is the checkpoint of that round" % (args.epochs, total_rounds, start_round))
+
+    # nothing is written before this point: every check above leaves RUN_DIR as it was
     os.makedirs(args.output, exist_ok=True)
     data_dir = args.work_dir or os.path.join(args.output, "data")
     local_data = data_dir if not storage.is_uri(data_dir) else tempfile.mkdtemp(prefix="mr_tl-workers-")
-    paths, sizes = write_worker_files(train_set, args.workers, tasks, args.seed, local_data)
+    paths, _ = write_worker_files(train_set, args.workers, tasks, args.seed, local_data)
     if storage.is_uri(data_dir):
         remote = []
         for path in paths:
@@ -309,8 +317,6 @@ def train(args, runner_args, out=print):
         shutil.rmtree(local_data)
         paths = remote
 
-    per_epoch = rounds_per_epoch(sizes, args.batch_size, args.averaging_frequency)
-    total_rounds = per_epoch * args.epochs
     run_config = {
         "training": config,
         "epochs": args.epochs, "tasks": tasks, "rounds_per_epoch": per_epoch, "rounds": total_rounds,
@@ -376,7 +382,8 @@ def train(args, runner_args, out=print):
                       "seconds": round(seconds, 3)}
             head = SoftmaxHead(arrays["W"], arrays["b"])
             line = "round %d/%d  epoch %d/%d  loss %.4f" % (r + 1, total_rounds, epoch + 1, args.epochs,
-                                                           record["loss"] or float("nan"))
+                                                           float("nan") if record["loss"] is None
+                                                           else record["loss"])
             stop = False
             if args.validate_every and ((r + 1) % args.validate_every == 0 or r + 1 == total_rounds):
                 val = score(head, val_set)
