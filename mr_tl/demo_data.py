@@ -28,10 +28,10 @@ CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "stripes", "
            "crescent")
 
 
-def _colour(g, avoid=None):
+def _colour(g, avoid=None, contrast=200):
     while True:
         c = tuple(int(v) for v in g.integers(0, 256, 3))
-        if avoid is None or sum(abs(a - b) for a, b in zip(c, avoid)) > 200:
+        if avoid is None or sum(abs(a - b) for a, b in zip(c, avoid)) > contrast:
             return c
 
 
@@ -45,15 +45,25 @@ def _polygon(cx, cy, radius, n, angle, inner=None):
     return points
 
 
-def draw_image(kind, g, size=160):
-    """One image of class ``kind`` drawn from generator ``g``."""
+def draw_image(kind, g, size=160, hard=False):
+    """One image of class ``kind`` drawn from generator ``g``.
+
+    ``hard``: a small, low-contrast object among random strokes on a noisier
+    background, so that even ImageNet features leave room for a better
+    optimizer to show (used by bench/scaling.py).
+    """
     background = _colour(g)
-    noise = g.normal(0, 18, (size, size, 3))
+    noise = g.normal(0, 45 if hard else 18, (size, size, 3))
     base = np.clip(np.asarray(background, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(base, "RGB")
     draw = ImageDraw.Draw(image)
-    fg = _colour(g, avoid=background)
-    r = float(g.uniform(0.18, 0.34) * size)
+    if hard:
+        for _ in range(int(g.integers(3, 7))):
+            x0, y0, x1, y1 = (float(v) for v in g.uniform(0, size, 4))
+            draw.line((x0, y0, x1, y1), fill=_colour(g, avoid=background, contrast=60),
+                      width=int(g.integers(1, 4)))
+    fg = _colour(g, avoid=background, contrast=90 if hard else 200)
+    r = float(g.uniform(0.09, 0.18) * size if hard else g.uniform(0.18, 0.34) * size)
     cx = float(g.uniform(r, size - r))
     cy = float(g.uniform(r, size - r))
     angle = float(g.uniform(0, 2 * math.pi))
@@ -110,15 +120,15 @@ def draw_image(kind, g, size=160):
     return image
 
 
-def generate(out_dir, classes=CLASSES, per_class=40, seed=0, size=160):
+def generate(out_dir, classes=CLASSES, per_class=40, seed=0, size=160, hard=False):
     """Write ``per_class`` images of each class; returns the number written."""
     written = 0
     for index, kind in enumerate(classes):
         folder = os.path.join(out_dir, "%03d.%s" % (index, kind))
         os.makedirs(folder, exist_ok=True)
         for i in range(per_class):
-            g = rng(seed, "demo", kind, i)
-            image = draw_image(kind, g, size)
+            g = rng(seed, "demo-hard" if hard else "demo", kind, i)
+            image = draw_image(kind, g, size, hard)
             buf = io.BytesIO()
             # a few PNGs among the JPEGs, as in any real collection
             if i % 10 == 9:
@@ -141,10 +151,12 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
     p.add_argument("--size", type=int, default=160, help="image side in pixels (default 160)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hard", action="store_true",
+                   help="small low-contrast objects among random strokes (a harder task, for benchmarks)")
     args = p.parse_args(argv)
     if not 1 <= args.classes <= len(CLASSES):
         p.error("--classes must be between 1 and %d" % len(CLASSES))
-    n = generate(args.out_dir, CLASSES[:args.classes], args.per_class, args.seed, args.size)
+    n = generate(args.out_dir, CLASSES[:args.classes], args.per_class, args.seed, args.size, args.hard)
     print("wrote %d images of %d classes to %s" % (n, args.classes, args.out_dir))
 
 
