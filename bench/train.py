@@ -16,7 +16,7 @@ Measures, in one run on this machine:
     arithmetic as the MapReduce rounds, bit for bit; tests/train checks that).
 Ends with one JSON line of the figures.
 
-The features are generated, not real (see make_features): a rough stand-in
+The features are generated, not real (bench/synthetic.py): a rough stand-in
 for fc2 activations.
 """
 
@@ -32,41 +32,26 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 from mr_tl.features import read_lines  # noqa: E402
 from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, run_minibatches  # noqa: E402
 from mr_tl.records import FeatureRecord  # noqa: E402
 from mr_tl.rounds import RoundParams, simulate_round, split_by_worker  # noqa: E402
-from mr_tl.seeding import rng  # noqa: E402
 from mr_tl.train import assign_workers, initial_state, rounds_per_epoch  # noqa: E402
+from synthetic import synthetic_features  # noqa: E402
 
 PY = sys.executable
 
 
-def make_features(out_dir, n, dim, classes, seed=0, separation=0.3):
-    """Write featurize-style records (70/15/15 split) and _labels.json; returns the file path.
-
-    Class prototypes share a common base and differ by ``separation`` x noise;
-    an example is 0.35 * ReLU(prototype + 2 * noise - 1): non-negative, about
-    58 % zeros, norms ~30, like ReLU activations, and hard enough that one
-    worker needs several epochs (tuned to land near the reference accuracy).
-    """
+def make_features(out_dir, n, dim, classes, seed=0):
+    """Write synthetic features (bench/synthetic.py) as featurize records + _labels.json; returns the file."""
     os.makedirs(out_dir, exist_ok=True)
-    g = rng(seed, "bench-features")
-    base = np.maximum(g.standard_normal(dim, dtype=np.float32), 0) * 1.5
-    prototypes = base + separation * g.standard_normal((classes, dim), dtype=np.float32)
-    labels = np.arange(n) % classes
     path = os.path.join(out_dir, "part-00000")
     with open(path, "w", encoding="utf-8") as f:
-        for start in range(0, n, 2048):
-            y = labels[start:start + 2048]
-            noise = g.standard_normal((len(y), dim), dtype=np.float32)
-            X = np.float32(0.35) * np.maximum(prototypes[y] + 2 * noise - 1, 0)
-            u = g.random(len(y))
-            for i, (label, row) in enumerate(zip(y, X)):
-                split = "train" if u[i] < 0.70 else "val" if u[i] < 0.85 else "test"
-                f.write(FeatureRecord("c%03d/img%06d.jpg" % (label, start + i), int(label), split, row).to_line())
-                f.write("\n")
+        for ids, labels, splits, X in synthetic_features(n, dim, classes, seed):
+            f.write("".join(FeatureRecord(i, int(label), s, row).to_line() + "\n"
+                            for i, label, s, row in zip(ids, labels, splits, X)))
     with open(os.path.join(out_dir, "_labels.json"), "w") as f:
         json.dump({"format": "mr_tl.labels/1", "classes": ["c%03d" % c for c in range(classes)]}, f)
     return path
