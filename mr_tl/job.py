@@ -157,3 +157,45 @@ class MRTLJob(MRJob):
             except JobInputError as e:
                 print("error: %s" % e, file=sys.stderr)
                 sys.exit(1)
+
+
+def split_runner_args(argv, parser, job_class):
+    """Split a driver's command line into its own arguments and mrjob's.
+
+    ``parser`` is the driver's argparse parser; options it does not know but
+    ``job_class``'s mrjob parser does (``-c mrjob.conf``, ``--hadoop-streaming-jar
+    JAR``, ``-D k=v``, ...) go to mrjob, with their values, so a value is
+    never mistaken for one of the driver's positional arguments.
+    """
+    ours = parser._option_string_actions
+    theirs = job_class(args=[]).arg_parser._option_string_actions
+    own, runner = [], []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name = token.split("=", 1)[0]
+        if token == "--":
+            own += argv[i:]
+            break
+        target, action = None, None
+        if token.startswith("-") and name not in ours and name in theirs:
+            target, action = runner, theirs[name]
+        elif token.startswith("-") and name in ours:
+            target, action = own, ours[name]
+        if target is None:
+            own.append(token)
+            i += 1
+            continue
+        target.append(token)
+        i += 1
+        if "=" not in token:
+            nargs = action.nargs
+            count = 0 if nargs == 0 else 1 if nargs is None else nargs if isinstance(nargs, int) else None
+            if count is None:  # '?', '*', '+': take values up to the next option
+                while i < len(argv) and not argv[i].startswith("-"):
+                    target.append(argv[i])
+                    i += 1
+            else:
+                target += argv[i:i + count]
+                i += count
+    return own, runner

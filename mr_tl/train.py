@@ -51,7 +51,7 @@ from mr_tl import __version__, averaging, storage
 from mr_tl.cli import fail
 from mr_tl.features import FeatureError, is_parquet, read_parquet, read_sources
 from mr_tl.head import SoftmaxHead, log_softmax
-from mr_tl.job import JobInputError
+from mr_tl.job import JobInputError, split_runner_args
 from mr_tl.metrics import confusion_matrix, summarize, top_k_hits
 from mr_tl.records import FeatureRecord, decode_arrays, save_npz
 from mr_tl.run import RunDir, RunError
@@ -463,8 +463,11 @@ def build_parser():
 
 
 def main(argv=None):
+    from mr_tl.train_round import MRTrainRound
+
     parser = build_parser()
-    args, runner_args = parser.parse_known_args(argv)
+    own, runner_args = split_runner_args(sys.argv[1:] if argv is None else list(argv), parser, MRTrainRound)
+    args = parser.parse_args(own)
     if args.epochs < 1 or args.workers < 1 or args.batch_size < 1 or args.lr <= 0 or not 0 <= args.momentum < 1:
         parser.error("need --epochs, --workers, --batch-size >= 1, --lr > 0 and 0 <= --momentum < 1")
     runner_args = ["-r", args.runner] + runner_args
