@@ -46,6 +46,7 @@ import tempfile
 import time
 
 import numpy as np
+from mrjob.step import StepFailedException
 
 from mr_tl import __version__, averaging, storage
 from mr_tl.cli import fail
@@ -221,6 +222,15 @@ def job_args(config, runner_args, state_path, epoch, first_batch, inputs, tasks)
     return args + list(inputs)
 
 
+def _runner_hadoop_bin(runner_args):
+    """The hadoop command of the rounds' runner (``-c mrjob.conf``, ``--hadoop-bin``), for the driver's own
+    hdfs:// reads and writes: the same Hadoop as the jobs."""
+    from mr_tl.job import runner_hadoop_bin
+    from mr_tl.train_round import MRTrainRound
+
+    return runner_hadoop_bin(MRTrainRound(args=list(runner_args)))
+
+
 def run_round(runner_args, config, state_path, epoch, first_batch, inputs, tasks):
     """Run one train_round job; returns ``(meta, arrays)`` of the next state."""
     from mr_tl.train_round import MRTrainRound
@@ -248,7 +258,7 @@ def mean_losses(losses_by_worker):
 
 def train(args, runner_args, out=print):
     run = RunDir(args.output)
-    fs = storage.filesystem(args.hadoop_bin)
+    fs = storage.filesystem(args.hadoop_bin or _runner_hadoop_bin(runner_args))
     features = load_features(fs, args.features, args.labels)
     train_set = features.select("train")
     val_set = features.select("val")
@@ -309,13 +319,8 @@ def train(args, runner_args, out=print):
     local_data = data_dir if not storage.is_uri(data_dir) else tempfile.mkdtemp(prefix="mr_tl-workers-")
     paths, _ = write_worker_files(train_set, args.workers, tasks, args.seed, local_data)
     if storage.is_uri(data_dir):
-        remote = []
-        for path in paths:
-            dest = data_dir.rstrip("/") + "/" + os.path.basename(path)
-            storage.put_file(fs, path, dest)
-            remote.append(dest)
+        paths = storage.put_files(fs, paths, data_dir)
         shutil.rmtree(local_data)
-        paths = remote
 
     run_config = {
         "training": config,
@@ -364,8 +369,20 @@ def train(args, runner_args, out=print):
             state_path = os.path.join(state_dir, "state-%06d.npz" % r)
             save_npz(state_path, {"round": r}, arrays)
             t0 = time.time()
-            meta, new_arrays = run_round(runner_args, config, state_path, epoch,
-                                         j * (args.averaging_frequency or 0), paths, tasks)
+            for attempt in range(1, args.round_retries + 2):
+                try:
+                    meta, new_arrays = run_round(runner_args, config, state_path, epoch,
+                                                 j * (args.averaging_frequency or 0), paths, tasks)
+                    break
+                except StepFailedException as e:
+                    # A round is a pure function of (state, data, round): running it
+                    # again after a lost task gives the same bits.
+                    if attempt > args.round_retries:
+                        raise TrainingError("round %d failed %d times (%s); the last good checkpoint (round %d) "
+                                            "is kept; fix the cause and continue with --resume"
+                                            % (r + 1, attempt, e, r)) from None
+                    out("round %d failed (%s); running it again (attempt %d of %d)"
+                        % (r + 1, e, attempt + 1, args.round_retries + 1))
             os.unlink(state_path)
             losses = mean_losses({int(w): l for w, l in meta["losses"].items()})
             bad = [name for name, a in new_arrays.items() if not np.all(np.isfinite(a))]
@@ -456,6 +473,9 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last good checkpoint")
     p.add_argument("--stop-after-rounds", type=int, default=0, metavar="N",
                    help="stop after N rounds of this invocation, without writing the head (continue with --resume)")
+    p.add_argument("--round-retries", type=int, default=2, metavar="N",
+                   help="run a failed round job again up to N times (default 2); rounds are deterministic, "
+                        "so a retried round gives the same result")
     p.add_argument("--work-dir", help="where the worker files go (default RUN_DIR/data; e.g. hdfs:///tmp/run1)")
     p.add_argument("--hadoop-bin", help="hadoop command for hdfs:// paths in the driver")
     p.add_argument("-v", "--verbose", action="store_true", help="show mrjob's log")
