@@ -20,7 +20,6 @@ decompression bomb, not tiny); the full decode happens in the featurize job.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 
 from mr_tl import __version__
 from mr_tl.cli import fail
+from mr_tl.digest import file_digest
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, probe, read_file
 from mr_tl.records import SPLITS, PackedImage
 from mr_tl.seeding import rng
@@ -145,14 +145,6 @@ def split_class(ids, class_name, seed, val, test):
     return assignment
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _ShardWriter:
     """Writes ``SPLIT-NNNNN.tsv`` files, starting a new one past ``shard_size`` bytes."""
 
@@ -183,7 +175,7 @@ class _ShardWriter:
             shard = self.shards[-1]
             path = os.path.join(self.out_dir, shard["path"])
             shard["bytes"] = os.path.getsize(path)
-            shard["sha256"] = _sha256(path)
+            shard["sha256"] = file_digest(path)
 
 
 def pack(images_dir, out_dir, val=SplitSize(0.15), test=SplitSize(0.15), seed=42, shard_size=64 << 20,

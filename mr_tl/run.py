@@ -16,11 +16,11 @@ checkpoint without a matching checksum (a crash while writing, a corrupt
 disk) is never used: loading falls back to the previous good one.
 """
 
-import hashlib
 import json
 import os
 import re
 
+from mr_tl.digest import file_digest
 from mr_tl.records import load_npz, save_npz
 
 CHECKPOINT_RE = re.compile(r"^round-(\d{6})\.npz$")
@@ -28,14 +28,6 @@ CHECKPOINT_RE = re.compile(r"^round-(\d{6})\.npz$")
 
 class RunError(ValueError):
     """A run directory that cannot be used as asked."""
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atomic_write(path, data):
@@ -101,7 +93,7 @@ class RunDir:
         save_npz(tmp, meta, arrays)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        digest = _sha256(tmp)
+        digest = file_digest(tmp)
         os.replace(tmp, path)
         atomic_write(path + ".sha256", digest + "\n")
         _fsync_dir(self.checkpoints)
@@ -120,7 +112,7 @@ class RunDir:
                 expected = f.read().strip()
         except FileNotFoundError:
             raise RunError("checkpoint %s has no checksum file (written incompletely?)" % path) from None
-        actual = _sha256(path)
+        actual = file_digest(path)
         if actual != expected:
             raise RunError("checkpoint %s is corrupt: sha256 %s, recorded %s" % (path, actual, expected))
         return load_npz(path)

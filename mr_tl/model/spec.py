@@ -13,10 +13,11 @@ sidecar that do not belong together are refused before any job runs.
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+
+from mr_tl.digest import file_digest
 
 SPEC_FORMAT = "mr_tl.model-spec/1"
 
@@ -28,12 +29,8 @@ class ModelError(ValueError):
     """A model file or sidecar that cannot be used, with what was expected."""
 
 
-def sha256_file(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path):
+    return file_digest(path, "sha256")
 
 
 def sidecar_path(model_path):

@@ -19,13 +19,13 @@ this graph is NCHW and flattens (c, h, w); :func:`vgg16_graph` permutes the
 rows of ``fc1``'s kernel to match, so the graph computes what Keras computes.
 """
 
-import hashlib
 import json
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mr_tl.digest import file_digest
 from mr_tl.model.spec import ModelError, ModelSpec
 from mr_tl.seeding import rng
 
@@ -100,14 +100,6 @@ def random_weights(seed, size=FULL):
     return weights
 
 
-def md5_file(path, chunk=1 << 20):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_keras_h5(path, expected_md5=KERAS_WEIGHTS_MD5):
     """Weights from Keras' legacy-format VGG16 ``.h5`` file.
 
@@ -117,7 +109,7 @@ def read_keras_h5(path, expected_md5=KERAS_WEIGHTS_MD5):
     ``convert`` extra).
     """
     if expected_md5 is not None:
-        actual = md5_file(path)
+        actual = file_digest(path, "md5")
         if actual != expected_md5:
             raise ModelError(
                 "%s has MD5 %s, but Keras' VGG16 ImageNet weights file has MD5 %s. Download the "
