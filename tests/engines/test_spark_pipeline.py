@@ -1,0 +1,357 @@
+"""The whole mr_tl pipeline on a real Spark cluster (mrjob's ``-r spark``), checked against ``-r local``.
+
+pack -> featurize -> train -> evaluate -> export -> predict, run through the
+real command lines.  The cluster is pyspark's own standalone master and one
+worker (2 cores) on 127.0.0.1, separate JVMs started once per session
+(tests/spark_harness.py); every job, and every training round, is one
+Spark application whose tasks run in an executor JVM's Python workers.
+
+Checked against the same pipeline with ``-r local``:
+
+* featurize: the same records (vectors within 1e-5; in practice
+  byte-identical), the same ``_summary.json`` counts (read from the Spark
+  harness's emulated counters and from the output), ``_labels.json``;
+* train, 2 workers, 4 rounds (2 epochs x 2 minibatches of 8, so rounds
+  start mid-epoch too): byte-identical checkpoints, metrics, head;
+* train, 4 workers in 2 map tasks: on Spark the combiner runs inside
+  ``combineByKey`` (within and across partitions), not once per map task as
+  on Hadoop; the fixed averaging tree still gives the local runner's bits;
+* evaluate: identical metrics.json, per_class.csv, confusion.csv;
+* export + predict (no runner): identical predictions.
+
+Also: each job ran as FINISHED applications of the standalone master (one
+per job, one per round) with executors on the worker; a probe job (mr_spark_probe.py)
+shows the tasks ran in the worker's executor directories, with the venv's
+Python, the shipped mr_tl zip, and 1 thread each (MR_TL_THREADS and the BLAS
+variables reach the executors through mrjob's cmdenv -> spark.executorEnv);
+nothing is left in TMPDIR or in mrjob's temp dir.
+
+The drivers pass the cluster as ``-c mrjob.conf`` (featurize, evaluate, the
+second training) and as command-line switches (``--spark-master``,
+``--spark-tmp-dir``, ``-D spark.x=y``, ... : the first training, through
+mr_tl.train's pass-through of mrjob options).
+
+Data: the tiny VGG16 cut at fc2 (32 features) and the demo images of
+tests/conftest.py (4 classes x 12, 48x48).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import spark_harness
+from conftest_spark import spark_cluster  # noqa: F401  (a fixture)
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+PROBE = HERE / 'mr_spark_probe.py'
+PYTHON = spark_harness.TASK_PYTHON
+
+# 16 examples per worker: 2 minibatches of 8 per epoch, one per round
+TRAIN_ARGS = ['--workers', '2', '--epochs', '2', '--batch-size', '8', '--averaging-frequency', '1',
+              '--validate-every', '1']
+TRAIN_ROUNDS = 4
+# 4 workers in 2 map tasks: the combiner sums sibling workers
+COMBINER_TRAIN_ARGS = ['--workers', '4', '--tasks', '2', '--epochs', '1']
+COMBINER_ROUNDS = 1
+FEATURE_TOLERANCE = 1e-5
+
+
+# --- helpers ---------------------------------------------------------------------
+
+class Cli:
+    """Runs ``python -m mr_tl.X ...`` like a user, in one scratch dir with its own TMPDIR,
+    and keeps the time each step took."""
+
+    def __init__(self, work_dir, cluster=None):
+        self.work = Path(work_dir)
+        self.tmp = self.work / 'TMPDIR'
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.cluster = cluster
+        self.seconds = {}
+
+    def env(self):
+        env = self.cluster.env() if self.cluster else dict(os.environ)
+        env['TMPDIR'] = str(self.tmp)
+        return env
+
+    def __call__(self, module, *args, step=None, script=None, timeout=600):
+        t0 = time.time()
+        cmd = [PYTHON] + ([str(script)] if script else ['-m', module]) + [str(a) for a in args]
+        proc = subprocess.run(cmd, cwd=str(self.work), env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+        seconds = round(time.time() - t0, 1)
+        step = step or module
+        self.seconds[step] = round(self.seconds.get(step, 0) + seconds, 1)
+        if proc.returncode != 0:
+            raise AssertionError('%s %s failed (%d) after %.0fs:\n%s\n%s%s' % (
+                module, ' '.join(map(str, args)), proc.returncode, seconds, proc.stdout[-3000:],
+                proc.stderr[-12000:], self.cluster.failure_details() if self.cluster else ''))
+        return proc
+
+    def leftovers(self):
+        # .ses: onnxruntime's telemetry session id file, not a temp dir of ours
+        return sorted(n for n in os.listdir(self.tmp) if n != '.ses')
+
+
+def read_feature_dir(folder):
+    """{id: (kind, label, split, vector or reason)} and the sorted lines of a featurize output folder."""
+    from mr_tl.records import FeatureRecord, parse_feature_line
+
+    records, lines = {}, []
+    for part in sorted(Path(folder).glob('part-*')):
+        for line in part.read_text(encoding='utf-8').splitlines():
+            if not line:
+                continue
+            lines.append(line)
+            r = parse_feature_line(line)
+            assert r.id not in records, 'duplicate record %s' % r.id
+            if isinstance(r, FeatureRecord):
+                records[r.id] = ('F', r.label, r.split, r.features)
+            else:
+                records[r.id] = ('R', r.label, r.split, r.reason)
+    return records, sorted(lines)
+
+
+def assert_same_features(got, expected):
+    """Same images, labels, splits; vectors within FEATURE_TOLERANCE. Returns the largest difference."""
+    assert sorted(got) == sorted(expected)
+    worst = 0.0
+    for image_id, (kind, label, split, value) in expected.items():
+        g = got[image_id]
+        assert g[:3] == (kind, label, split), image_id
+        if kind == 'F':
+            assert g[3].dtype == value.dtype and g[3].shape == value.shape
+            worst = max(worst, float(np.max(np.abs(g[3] - value))))
+        else:
+            assert g[3] == value
+    assert worst <= FEATURE_TOLERANCE, 'features differ by up to %g' % worst
+    return worst
+
+
+def summary_counts(folder):
+    s = json.loads((Path(folder) / '_summary.json').read_text())
+    return {k: s[k] for k in ('input', 'expected_from_manifest', 'featurized', 'featurized_per_split',
+                              'rejected', 'reasons', 'duplicates', 'model')}
+
+
+def checkpoint_files(run_dir):
+    folder = Path(run_dir) / 'checkpoints'
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def metrics_without_timings(run_dir):
+    lines = (Path(run_dir) / 'metrics.jsonl').read_text().splitlines()
+    return [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in lines]
+
+
+def head_of(run_dir):
+    with np.load(Path(run_dir) / 'head.npz') as z:
+        return {k: z[k] for k in ('W', 'b')}
+
+
+def evaluation_files(run_dir, split='test'):
+    folder = Path(run_dir) / 'evaluation' / split
+    return {name: (folder / name).read_bytes() for name in ('metrics.json', 'per_class.csv', 'confusion.csv')}
+
+
+def predict_images(demo_images):
+    return [sorted(d.iterdir())[0] for d in sorted(Path(demo_images).iterdir())]
+
+
+def export_and_predict(cli, model, run_dir, images):
+    out = Path(run_dir) / 'classifier.onnx'
+    cli('mr_tl.export', '--trunk', model, '--run', run_dir, '-o', out, step='export')
+    proc = cli('mr_tl.predict', out, *images, '--json', '--top', '4', step='predict')
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def expected_checkpoints(rounds):
+    return ['round-%06d.npz%s' % (r, ext) for r in range(rounds + 1) for ext in ('', '.sha256')]
+
+
+# --- the two pipelines ---------------------------------------------------------------
+
+def run_pipeline(work, model, packed, images, cluster=None):
+    """featurize -> train (twice) -> evaluate -> export -> predict, with ``-r local`` or on ``cluster``."""
+    cli = Cli(work, cluster)
+    features, run, run4 = work / 'features', work / 'run', work / 'run-4-workers'
+    if cluster is None:
+        conf = switches = ['-r', 'local']
+    else:
+        mrjob_tmp = work / 'mrjob-tmp'
+        conf = ['-r', 'spark', '-c', cluster.write_mrjob_conf(work / 'mrjob.conf', mrjob_tmp)]
+        switches = ['-r', 'spark'] + cluster.mrjob_args(mrjob_tmp)
+    apps_before = len(cluster.applications()) if cluster else 0
+    t0 = time.time()
+    cli('mr_tl.featurize', *conf, '--model', model, packed, '-o', features)
+    train_out = cli('mr_tl.train', *switches, features, '-o', run, *TRAIN_ARGS).stdout
+    cli('mr_tl.train', *conf, features, '-o', run4, *COMBINER_TRAIN_ARGS, step='mr_tl.train (4 workers, 2 tasks)')
+    cli('mr_tl.evaluate', *conf, '--run', run, features, '--split', 'test')
+    predictions = export_and_predict(cli, model, run, images)
+    total = round(time.time() - t0, 1)
+    result = {'features': features, 'run': run, 'run4': run4, 'predictions': predictions, 'cli': cli,
+              'train_out': train_out, 'seconds': total}
+    if cluster is None:
+        spark_harness.TIMINGS['pipeline e2e, -r local (reference)'] = total
+        return result
+    spark_harness.TIMINGS['pipeline e2e, -r spark'] = total
+    for step, seconds in cli.seconds.items():
+        spark_harness.TIMINGS['  spark: %s' % step] = seconds
+    result['apps'] = cluster.applications()[apps_before:]
+    result['mrjob_tmp'] = mrjob_tmp
+    return result
+
+
+# what a pipeline may raise: errors, and pytest's skip/fail (which are not Exceptions)
+OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
+
+
+@pytest.fixture(scope='module')
+def pipelines(request, tmp_path_factory):
+    """{'local': result, 'spark': result}; a pipeline's exception is re-raised by the tests that need it.
+    The local reference runs in another thread while the cluster starts and Spark's JVMs wait."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spark_harness.check_available(skip=True)  # skip before building anything
+    tiny_vgg16_fc2, packed_demo = request.getfixturevalue('tiny_vgg16_fc2'), request.getfixturevalue('packed_demo')
+    images = predict_images(request.getfixturevalue('demo_images'))
+    results = {}
+
+    def reference():
+        try:
+            results['local'] = run_pipeline(tmp_path_factory.mktemp('spark-ref-local'), tiny_vgg16_fc2,
+                                            packed_demo, images)
+        except OUTCOMES as e:
+            results['local'] = e
+
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(reference)
+        try:
+            cluster = request.getfixturevalue('spark_cluster')
+            results['spark'] = run_pipeline(tmp_path_factory.mktemp('spark-pipeline'), tiny_vgg16_fc2,
+                                            packed_demo, images, cluster)
+        except OUTCOMES as e:
+            results['spark'] = e
+        done.result()
+    return results
+
+
+def _result(pipelines, name):
+    result = pipelines[name]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+@pytest.fixture(scope='module')
+def reference(pipelines):
+    return _result(pipelines, 'local')
+
+
+@pytest.fixture(scope='module')
+def spark(pipelines, reference):
+    return _result(pipelines, 'spark')
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+def test_features_equal_the_local_runners(spark, reference):
+    got, got_lines = read_feature_dir(spark['features'])
+    expected, expected_lines = read_feature_dir(reference['features'])
+    worst = assert_same_features(got, expected)
+    spark_harness.TIMINGS['  featurize: largest |spark - local| (x1e-9)'] = round(worst * 1e9, 3)
+    assert got_lines == expected_lines  # byte-identical records (the same batches of 8 per map task)
+    assert summary_counts(spark['features']) == summary_counts(reference['features'])
+    assert summary_counts(spark['features'])['featurized'] == 48
+    assert (spark['features'] / '_labels.json').read_text() == (reference['features'] / '_labels.json').read_text()
+    assert (spark['features'] / '_SUCCESS').exists()  # Spark's output committer
+
+
+def test_checkpoints_are_byte_identical(spark, reference):
+    run, ref = spark['run'], reference['run']
+    got = checkpoint_files(run)
+    assert sorted(got) == expected_checkpoints(TRAIN_ROUNDS)
+    assert got == checkpoint_files(ref)
+    assert metrics_without_timings(run) == metrics_without_timings(ref)
+    head, ref_head = head_of(run), head_of(ref)
+    assert all(np.array_equal(head[k], ref_head[k]) for k in ('W', 'b'))
+    assert json.loads((run / 'config.json').read_text())['runner'] == 'spark'
+    assert spark['train_out'].count('round ') >= TRAIN_ROUNDS
+
+
+def test_combiner_rounds_are_byte_identical(spark, reference):
+    """4 workers in 2 tasks: Spark's combineByKey merges the workers' contributions
+    pairwise, within and across partitions; the result is still the local runner's."""
+    run, ref = spark['run4'], reference['run4']
+    got = checkpoint_files(run)
+    assert sorted(got) == expected_checkpoints(COMBINER_ROUNDS)
+    assert got == checkpoint_files(ref)
+    config = json.loads((run / 'config.json').read_text())
+    assert config['tasks'] == 2 and config['training']['workers'] == 4
+    assert sorted(os.listdir(run / 'data')) == ['task-00000.gz', 'task-00001.gz']
+
+
+def test_evaluation_and_predictions_equal(spark, reference):
+    got = evaluation_files(spark['run'])
+    assert got == evaluation_files(reference['run'])
+    assert json.loads(got['metrics.json'])['examples'] == 8
+    assert spark['predictions'] == reference['predictions']
+    assert len(reference['predictions']) == 4
+
+
+def test_every_job_ran_as_applications_of_the_cluster(spark, spark_cluster):
+    apps = spark['apps']
+    # featurize, one application per training round (two trainings), evaluate
+    assert len(apps) == 1 + TRAIN_ROUNDS + COMBINER_ROUNDS + 1, apps
+    assert [a['state'] for a in apps] == ['FINISHED'] * len(apps)
+    for app in apps:
+        assert app['cores'] == spark_cluster.cores
+        assert app['memoryperexecutor'] == int(spark_cluster.executor_memory.rstrip('m'))  # MiB
+        # the worker started an executor for it: its working dir, with its logs
+        dirs = spark_cluster.executor_dirs(app['id'])
+        assert dirs and all((d / 'stderr').exists() for d in dirs), app['id']
+
+
+def test_leaves_no_temp_files(spark):
+    assert spark['cli'].leftovers() == []
+    # spark_tmp_dir = local_tmp_dir: mrjob removed each job's dir, counters and output included
+    assert os.listdir(spark['mrjob_tmp']) == []
+
+
+def test_tasks_run_in_executors_with_the_venv_python_and_one_thread(spark_cluster, tmp_path):
+    """A probe job: where and how map tasks run on the cluster."""
+    inputs = []
+    for i in range(2):
+        path = tmp_path / ('input-%d.txt' % i)
+        path.write_text(''.join('line %d\n' % n for n in range(5 + i)))
+        inputs.append(path)
+    cli = Cli(tmp_path / 'probe', spark_cluster)
+    conf = spark_cluster.write_mrjob_conf(tmp_path / 'mrjob.conf', tmp_path / 'mrjob-tmp')
+    out = tmp_path / 'probe-out'
+    cli('probe', '-r', 'spark', '-c', conf, *inputs, '-o', out, script=PROBE)
+    spark_harness.TIMINGS['  spark: probe job'] = cli.seconds['probe']
+    tasks = [json.loads(l) for p in sorted(out.glob('part-*')) for l in p.read_text().splitlines() if l]
+    assert sum(t['lines'] for t in tasks) == 11
+    assert len(tasks) >= 2  # one per input file at least
+    worker_dir = str(spark_cluster.worker_dir)
+    for t in tasks:
+        # an executor's working dir: WORKER_DIR/app-.../EXECUTOR_ID; not this process, not the driver
+        assert t['cwd'].startswith(worker_dir + os.sep + 'app-'), t
+        assert t['pid'] != os.getpid()
+        assert os.path.realpath(t['executable']) == os.path.realpath(PYTHON) or t['prefix'] == sys.prefix, t
+        assert t['env']['PYSPARK_PYTHON'] == PYTHON
+        assert t['env']['MR_TL_THREADS'] == '1', t
+        assert all(t['env'][k] == '1' for k in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')), t
+        if t['blas_threads'] is not None:
+            assert set(t['blas_threads'].values()) <= {1}, t
+        # the package came with the job (mrjob's py_files), not from the editable install
+        assert '.zip' in t['mr_tl_file'] and t['mr_tl_file'].endswith(os.path.join('mr_tl', '__init__.py')), t
+        assert t['module'] != '__main__'  # mrjob's Spark harness imports the job script as a module
+    assert cli.leftovers() == []
