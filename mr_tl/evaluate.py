@@ -156,11 +156,12 @@ class MREvaluate(MRTLJob):
             raise JobInputError(str(e)) from None
         if arrays["W"].shape[1] != len(self.classes):
             raise JobInputError("head has %d classes, labels.json lists %d" % (arrays["W"].shape[1], len(self.classes)))
-        dim = storage.first_feature_dim(storage.filesystem(), storage.expand_inputs(o.args, storage.FEATURES_PATTERN))
+        fs = self.driver_fs()
+        dim = storage.first_feature_dim(fs, storage.expand_inputs(o.args, storage.FEATURES_PATTERN))
         if dim is not None and dim != arrays["W"].shape[0]:
             raise JobInputError("the features have %d values per image, but the head expects %d: were they made "
                                 "with another model than the one the head was trained on?" % (dim, arrays["W"].shape[0]))
-        labels_text = storage.find_labels(o.args)
+        labels_text = storage.find_labels(o.args, fs)
         if labels_text is not None and json.loads(labels_text)["classes"] != self.classes:
             raise JobInputError("the features' labels differ from the run's labels.json: the head was trained "
                                 "on other classes (or in another order)")

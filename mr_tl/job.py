@@ -87,6 +87,18 @@ def task_threads(runner_alias, num_cores=None):
     return 1
 
 
+def runner_hadoop_bin(job):
+    """The hadoop command (a list of arguments) ``job``'s runner would use for hdfs:// paths:
+    ``--hadoop-bin``, or ``hadoop_bin`` of the mrjob.conf given with ``-c``.  None if that runner has
+    no such option (inline, local) or leaves the command to be found like mrjob does (PATH,
+    ``$HADOOP_HOME/bin``)."""
+    runner_class = job._runner_class()
+    if "hadoop_bin" not in getattr(runner_class, "OPT_NAMES", ()):
+        return None
+    # a runner is only created here, never run (creating one reads the mrjob.conf files)
+    return job.make_runner()._opts.get("hadoop_bin") or None
+
+
 def threads_in_task(option_value):
     """The thread count a running task should use."""
     if option_value:
@@ -118,6 +130,15 @@ class MRTLJob(MRJob):
 
     def check_inputs(self):
         """Raise JobInputError if the job should not run; called before submitting."""
+
+    def driver_fs(self):
+        """Filesystem for the driver's own reads of inputs and side files: local paths, and hdfs:// URIs
+        through the hadoop command the job's runner uses (see :func:`runner_hadoop_bin`)."""
+        from mr_tl import storage
+
+        if getattr(self, "_driver_fs", None) is None:
+            self._driver_fs = storage.filesystem(runner_hadoop_bin(self))
+        return self._driver_fs
 
     def report(self, runner):
         """Called after a successful run with the finished runner."""

@@ -39,7 +39,9 @@ def load_labels_text(fs, paths, explicit=None):
 def text_to_parquet(fs, inputs, output, labels_path=None):
     files = storage.list_data_files(fs, inputs, storage.FEATURES_PATTERN)
     classes = load_labels_text(fs, inputs, labels_path)
-    features = read_sources([(path, storage.iter_lines(fs, [path])) for path in files], classes=classes)
+    with storage.local_copies(fs, files) as copies:
+        features = read_sources([(path, storage.iter_lines(fs, [copy])) for path, copy in zip(files, copies)],
+                                classes=classes)
     features.classes = classes or []
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "features.parquet")

@@ -8,6 +8,7 @@ files (``_summary.json``, ``_labels.json``) start with ``_`` so Hadoop
 never mistakes them for data.
 """
 
+import contextlib
 import fnmatch
 import glob
 import json
@@ -25,6 +26,15 @@ FEATURES_PATTERN = "part-*"
 
 def is_uri(path):
     return "://" in path
+
+
+def is_remote(path):
+    """A URI that is not ``file://`` (``hdfs://``, ``s3://``...): read and written through ``hadoop fs``."""
+    return is_uri(path) and not path.startswith("file://")
+
+
+def _local(path):
+    return path[len("file://"):] if path.startswith("file://") else path
 
 
 def _has_glob(path):
@@ -45,8 +55,8 @@ def expand_inputs(paths, pattern):
     glob_pattern = ("*" + pattern) if not _has_glob(pattern) else pattern
     out = []
     for path in paths:
-        if is_uri(path) and not path.startswith("file://"):
-            if _has_glob(path) or posixpath.basename(path.rstrip("/")).endswith(pattern.lstrip("*")):
+        if is_remote(path):
+            if _has_glob(path) or fnmatch.fnmatch(posixpath.basename(path.rstrip("/")), glob_pattern):
                 out.append(path)
             else:
                 out.append(path.rstrip("/") + "/" + glob_pattern)
@@ -79,28 +89,67 @@ def _folder_of(path):
     return path if os.path.isdir(path) else os.path.dirname(path)
 
 
-def read_text(fs, path):
-    """The text of a small file through an mrjob filesystem, or None if it is missing."""
-    if not is_uri(path):
+def _command_failed(e, path):
+    """A JobInputError for an OSError of the ``hadoop`` command itself (not found, not executable)."""
+    return JobInputError("cannot read %s: %s (give the hadoop command with --hadoop-bin, or hadoop_bin "
+                         "in the mrjob.conf given with -c)" % (path, e))
+
+
+def read_text(fs, path, listed=False):
+    """The text of a small file through an mrjob filesystem, or None if it is missing.
+
+    ``listed``: the caller has just seen the (remote) file in a listing, so it is
+    read with a single ``hadoop fs -cat``.
+    """
+    if not is_remote(path):
+        path = _local(path)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
             return f.read()
+    # one ``hadoop fs -ls`` (a missing path lists nothing), then one ``-cat``: every
+    # hadoop command is a JVM start, so no separate exists() call
     try:
-        if not fs.exists(path):
+        if not listed and not any(True for _ in fs.ls(path)):
             return None
-        return b"".join(fs.cat(path)).decode("utf-8")
-    except (IOError, OSError):
-        return None
+        return b"".join(fs._cat_file(path)).decode("utf-8")
+    except OSError as e:
+        if e.errno is not None:  # the hadoop command could not even run
+            raise _command_failed(e, path) from None
+        return None  # mrjob's "Could not ls/stream ...": a directory, unreadable
+
+
+def _remote_names(fs, folder):
+    """Names of the files directly in a remote folder (one ``hadoop fs -ls -R``)."""
+    base = _path_part(folder).rstrip("/") + "/"
+    names = set()
+    try:
+        for uri in fs.ls(folder):
+            path = _path_part(uri)
+            if path.startswith(base) and "/" not in path[len(base):]:
+                names.add(path[len(base):])
+    except OSError as e:
+        if e.errno is not None:
+            raise _command_failed(e, folder) from None
+    return names
+
+
+def _path_part(uri):
+    """``/a/b`` of ``hdfs://host:port/a/b``."""
+    rest = uri.split("://", 1)[1] if is_uri(uri) else uri
+    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
 
 
 def find_side_file(paths, names, fs=None):
     """Text of the first of ``names`` found beside the inputs (their folder), or None."""
     for path in paths:
         folder = _folder_of(path)
+        present = _remote_names(fs, folder) if is_remote(folder) else None
         for name in names:
+            if present is not None and name not in present:
+                continue  # one listing of the folder instead of a hadoop command per name
             join = posixpath.join if is_uri(folder) else os.path.join
-            text = read_text(fs, join(folder, name))
+            text = read_text(fs, join(folder, name), listed=present is not None)
             if text is not None:
                 return text
     return None
@@ -146,21 +195,73 @@ def write_side_file(runner, name, text):
         runner.fs.put(local, posixpath.join(dest_dir, name))
 
 
+def _local_cat(paths):
+    """Bytes of local files (compressed ones decompressed), ``b""`` between files as mrjob does."""
+    from mrjob.cat import decompress
+
+    for i, path in enumerate(paths):
+        if i:
+            yield b""
+        with open(path, "rb") as f:
+            yield from decompress(f, path)
+
+
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".deflate", ".snappy", ".lz4", ".zst", ".xz")
+
+
+def _output_chunks(runner):
+    """Bytes of a finished job's output files, like ``runner.cat_output()`` but
+    without a hadoop command per file: a ``file://`` output folder (Hadoop's
+    standalone mode) is read directly, a remote one with one ``hadoop fs -cat``
+    of all its (uncompressed) part files.  Names starting with ``_`` or ``.``
+    are skipped, as Hadoop and mrjob do."""
+    output_dir = runner.get_output_dir() or ""
+    if output_dir.startswith("file://"):
+        root = _local(output_dir)
+        files = []
+        for directory, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if _visible(d))
+            files += [os.path.join(directory, n) for n in sorted(names) if _visible(n)]
+        return _local_cat(files)
+    hadoop = _hadoop_fs(runner.fs, output_dir) if is_remote(output_dir) else None
+    if hadoop is None:
+        return runner.cat_output()
+    base = _path_part(output_dir).rstrip("/") + "/"
+    files = []
+    for uri in sorted(runner.fs.ls(output_dir)):
+        rel = _path_part(uri)[len(base):]
+        if _path_part(uri).startswith(base) and all(_visible(part) for part in rel.split("/") if part):
+            files.append(uri)
+    if not files:
+        return iter(())
+    if any(f.endswith(COMPRESSED_SUFFIXES) for f in files):
+        return runner.cat_output()
+    # a few hundred paths per command line
+    return (chunk for i in range(0, len(files), 500) for chunk in _hadoop_cat(hadoop, files[i:i + 500]))
+
+
 def cat_lines(runner):
     """Every output line of a finished job, as text without the newline."""
-    for line in to_lines(runner.cat_output()):
+    for line in to_lines(_output_chunks(runner)):
         if line:
             yield line.decode("utf-8").rstrip("\r\n")
 
 
 def filesystem(hadoop_bin=None):
-    """An mrjob filesystem for local paths and hdfs:// URIs (through ``hadoop fs``)."""
+    """An mrjob filesystem for local paths and hdfs:// URIs (through ``hadoop fs``).
+
+    ``hadoop_bin``: the hadoop command, a string (split on spaces) or a list
+    of arguments as in mrjob's runner options; None finds it like mrjob does
+    (``$HADOOP_HOME/bin``, ``PATH``...).
+    """
     from mrjob.fs.composite import CompositeFilesystem
     from mrjob.fs.hadoop import HadoopFilesystem
     from mrjob.fs.local import LocalFilesystem
 
+    if isinstance(hadoop_bin, str):
+        hadoop_bin = hadoop_bin.split()
     fs = CompositeFilesystem()
-    fs.add_fs("hadoop", HadoopFilesystem(hadoop_bin.split() if hadoop_bin else None))
+    fs.add_fs("hadoop", HadoopFilesystem(list(hadoop_bin) if hadoop_bin else None))
     fs.add_fs("local", LocalFilesystem())
     return fs
 
@@ -169,10 +270,17 @@ def list_data_files(fs, paths, pattern):
     """The data files of ``paths`` (folders expanded to visible ``pattern`` files), sorted per folder."""
     out = []
     for path in paths:
-        if not is_uri(path) or path.startswith("file://"):
+        if not is_remote(path):
             out += expand_inputs([path], pattern)
             continue
-        found = sorted(fs.ls(path))
+        try:
+            found = sorted(fs.ls(path))
+        except OSError as e:
+            if e.errno is not None:
+                raise _command_failed(e, path) from None
+            raise JobInputError("cannot list %s" % path) from None
+        if not found:
+            raise JobInputError("input %s does not exist" % path)
         if len(found) == 1 and found[0].rstrip("/") == path.rstrip("/"):
             out.append(path)  # a single file
             continue
@@ -185,17 +293,115 @@ def list_data_files(fs, paths, pattern):
     return out
 
 
+def _hadoop_cat(hadoop, paths):
+    """Bytes of remote files through one ``hadoop fs -cat`` (one .gz file is decompressed;
+    several files must be uncompressed text).  Unlike mrjob's ``cat()``, a reader that stops early
+    (first_feature_dim) does not leave the JVM running."""
+    from subprocess import PIPE, Popen
+
+    from mrjob.cat import decompress
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    path = paths[0] if len(paths) == 1 else "%s (and %d more)" % (paths[0], len(paths) - 1)
+    try:
+        proc = Popen(hadoop.get_hadoop_bin() + ["fs", "-cat"] + paths, stdout=PIPE, stderr=PIPE)
+    except OSError as e:
+        raise _command_failed(e, path) from None
+    finished = False
+    try:
+        if len(paths) == 1:
+            yield from decompress(proc.stdout, paths[0])
+        else:
+            yield from iter(lambda: proc.stdout.read(1 << 16), b"")
+        finished = True
+    finally:
+        proc.stdout.close()  # a hadoop command still writing gets EPIPE (also behind a wrapper script)
+        if not finished:
+            proc.kill()
+        err = proc.stderr.read().decode("utf-8", "replace").strip()
+        proc.stderr.close()
+        returncode = proc.wait()
+    if returncode != 0:
+        raise IOError("could not read %s (hadoop fs -cat exit %d): %s" % (path, returncode, err[-500:]))
+
+
 def iter_lines(fs, paths):
-    """Lines (text, without newline) of every file in ``paths``, in order; .gz files are decompressed."""
+    """Lines (text, without newline) of every file in ``paths``, in order; .gz files are decompressed.
+
+    A remote path may be a glob (listed first); a remote path without one
+    must be a file (as :func:`list_data_files` and :func:`expand_inputs`
+    return them): it is read with a single ``hadoop fs -cat``.
+    """
     for path in paths:
-        for line in to_lines(fs.cat(path)):
-            yield line.decode("utf-8").rstrip("\r\n")
+        hadoop = _hadoop_fs(fs, path) if is_remote(path) else None
+        if hadoop is None:
+            sources = [fs.cat(path)]
+        else:
+            files = sorted(fs.ls(path)) if _has_glob(path) else [path]
+            sources = (_hadoop_cat(hadoop, f) for f in files)
+        for chunks in sources:
+            for line in to_lines(chunks):
+                yield line.decode("utf-8").rstrip("\r\n")
+
+
+@contextlib.contextmanager
+def local_copies(fs, paths):
+    """Local paths of the files ``paths`` (as :func:`list_data_files` returns them), in order.
+
+    Local files are used where they are; remote files are copied to a
+    temporary folder (removed afterwards) with one ``hadoop fs -get`` per
+    remote folder, instead of one ``hadoop fs -cat`` per file: every hadoop
+    command starts a JVM, and featurize writes a part file per map task.
+    """
+    out = [None] * len(paths)
+    groups = {}
+    for i, path in enumerate(paths):
+        if is_remote(path) and _hadoop_fs(fs, path) is not None and not _has_glob(path):
+            groups.setdefault(posixpath.dirname(path), []).append(i)
+        else:
+            out[i] = path
+    if not groups:
+        yield out
+        return
+    with tempfile.TemporaryDirectory(prefix="mr_tl-get-") as tmp:
+        for n, (folder, indexes) in enumerate(sorted(groups.items())):
+            local_dir = os.path.join(tmp, "%05d" % n)
+            os.mkdir(local_dir)
+            try:
+                _hadoop_fs(fs, folder).invoke_hadoop(["fs", "-get"] + [paths[i] for i in indexes] + [local_dir])
+            except OSError as e:
+                raise _command_failed(e, folder) from None
+            for i in indexes:
+                out[i] = os.path.join(local_dir, posixpath.basename(paths[i]))
+        yield out
+
+
+def _hadoop_fs(fs, path):
+    """The ``hadoop fs`` sub-filesystem of ``fs`` if it handles ``path``, else None."""
+    hadoop = getattr(fs, "hadoop", None)
+    return hadoop if hadoop is not None and hadoop.can_handle_path(path) else None
+
+
+def put_files(fs, local_paths, dest_dir):
+    """Copy local files into the folder ``dest_dir`` (local path or URI), replacing files of the same
+    names; returns their new paths.  On HDFS that is one ``hadoop fs -mkdir -p`` and one
+    ``hadoop fs -put -f`` for all the files (every hadoop command starts a JVM)."""
+    join = (lambda a, b: a.rstrip("/") + "/" + b) if is_uri(dest_dir) else os.path.join
+    dests = [join(dest_dir, os.path.basename(p)) for p in local_paths]
+    hadoop = _hadoop_fs(fs, dest_dir) if is_remote(dest_dir) else None
+    if hadoop is None or not local_paths:
+        for path, dest in zip(local_paths, dests):
+            put_file(fs, path, dest)
+        return dests
+    fs.mkdir(dest_dir)
+    hadoop.invoke_hadoop(["fs", "-put", "-f"] + list(local_paths) + [dest_dir.rstrip("/")])
+    return dests
 
 
 def put_file(fs, local_path, dest):
     """Copy a local file to ``dest`` (local path or URI), replacing what is there."""
-    if not is_uri(dest) or dest.startswith("file://"):
-        dest = dest[len("file://"):] if dest.startswith("file://") else dest
+    if not is_remote(dest):
+        dest = _local(dest)
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         tmp = dest + ".tmp"
         with open(local_path, "rb") as src, open(tmp, "wb") as out:
@@ -206,9 +412,13 @@ def put_file(fs, local_path, dest):
                 out.write(block)
         os.replace(tmp, dest)
         return
+    fs.mkdir(posixpath.dirname(dest))
+    hadoop = _hadoop_fs(fs, dest)
+    if hadoop is not None:
+        hadoop.invoke_hadoop(["fs", "-put", "-f", local_path, dest])
+        return
     if fs.exists(dest):
         fs.rm(dest)
-    fs.mkdir(posixpath.dirname(dest))
     fs.put(local_path, dest)
 
 

@@ -95,7 +95,9 @@ def load_features(fs, inputs, labels_path=None):
         if classes is None:
             classes = labels_of_inputs(fs, inputs)
         files = storage.list_data_files(fs, inputs, storage.FEATURES_PATTERN)
-        features = read_sources([(path, storage.iter_lines(fs, [path])) for path in files], classes=classes)
+        with storage.local_copies(fs, files) as copies:
+            features = read_sources([(path, storage.iter_lines(fs, [copy])) for path, copy in zip(files, copies)],
+                                    classes=classes)
     if not features.classes:
         raise FeatureError("the features name no classes; give --labels")
     if len(features) == 0:
@@ -210,7 +212,9 @@ def initial_state(n_features, n_classes, config):
 
 
 def job_args(config, runner_args, state_path, epoch, first_batch, inputs, tasks):
-    args = list(runner_args) + [
+    # the driver wrote the worker files itself: no existence check per file (on Hadoop
+    # each would be a `hadoop fs -ls`, a JVM start, per worker and round)
+    args = list(runner_args) + ["--no-check-input-paths"] + [
         "--state", state_path, "--workers", str(config["workers"]), "--tasks", str(tasks),
         "--seed", str(config["seed"]),
         "--epoch", str(epoch), "--first-batch", str(first_batch),
@@ -231,13 +235,23 @@ def _runner_hadoop_bin(runner_args):
     return runner_hadoop_bin(MRTrainRound(args=list(runner_args)))
 
 
-def run_round(runner_args, config, state_path, epoch, first_batch, inputs, tasks):
-    """Run one train_round job; returns ``(meta, arrays)`` of the next state."""
+def run_round(runner_args, config, state_path, epoch, first_batch, inputs, tasks, will_retry=False):
+    """Run one train_round job; returns ``(meta, arrays)`` of the next state.
+
+    ``will_retry``: the driver runs the round again if this job fails, so a failed job's temp dirs
+    (local, and on HDFS) are removed; mrjob keeps them by default (cleanup_on_failure), which is
+    right for the last failure only.
+    """
     from mr_tl.train_round import MRTrainRound
 
     job = MRTrainRound(args=job_args(config, runner_args, state_path, epoch, first_batch, inputs, tasks))
     with job.make_runner() as runner:
-        runner.run()
+        try:
+            runner.run()
+        except StepFailedException:
+            if will_retry:
+                runner.cleanup(["TMP"])
+            raise
         lines = list(storage.cat_lines(runner))
     if len(lines) != 1:
         raise TrainingError("the round's reducer wrote %d lines, expected 1" % len(lines))
@@ -372,7 +386,8 @@ def train(args, runner_args, out=print):
             for attempt in range(1, args.round_retries + 2):
                 try:
                     meta, new_arrays = run_round(runner_args, config, state_path, epoch,
-                                                 j * (args.averaging_frequency or 0), paths, tasks)
+                                                 j * (args.averaging_frequency or 0), paths, tasks,
+                                                 will_retry=attempt <= args.round_retries)
                     break
                 except StepFailedException as e:
                     # A round is a pure function of (state, data, round): running it

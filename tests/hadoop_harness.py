@@ -292,7 +292,7 @@ class MiniCluster(_Mode):
     (``--die-with``).  Attributes after start: ``conf_dir`` (HADOOP_CONF_DIR),
     ``hdfs_uri`` (hdfs://127.0.0.1:PORT), ``rm_web``, ``nn_web``, ``state``
     (the cluster.json dict), ``startup_seconds``, ``hadoop_bin`` and
-    ``mrjob_conf``.
+    ``mrjob_conf``; ``job_history(path)`` queries the JobHistoryServer.
     """
 
     name = 'cluster'
@@ -361,6 +361,26 @@ class MiniCluster(_Mode):
                                '--work-dir', str(self.work_dir)],
                               capture_output=True, text=True, timeout=60)
         return proc.returncode == 0
+
+    def job_history(self, path, timeout=60):
+        """GET ``path`` of the JobHistoryServer's REST API
+        (``/ws/v1/history/mapreduce/PATH``, e.g. ``jobs/JOB_ID`` or
+        ``jobs/JOB_ID/tasks/TASK_ID/attempts``) as JSON; polls (up to
+        ``timeout`` s) while the server answers 404, i.e. has not loaded the
+        job's history file yet."""
+        import urllib.error
+        import urllib.request
+        url = self.state['jhs_web'] + '/ws/v1/history/mapreduce/' + path.lstrip('/')
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with opener.open(url, timeout=10) as resp:
+                    return json.load(resp)
+            except urllib.error.HTTPError as e:
+                if e.code != 404 or time.time() > deadline:
+                    raise
+            time.sleep(1)
 
     def container_logs(self, app_id=None, names=('stderr', 'syslog')):
         """{path: text} of the YARN container logs (the NodeManager's log
