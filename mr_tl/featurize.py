@@ -23,9 +23,9 @@ import time
 
 from mrjob.protocol import RawValueProtocol
 
-from mr_tl.featurizer import Featurizer
+from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
-from mr_tl.job import JobInputError, MRTLJob, threads_in_task
+from mr_tl.job import JobInputError, MRTLJob, task_threads, threads_in_task
 from mr_tl.model.spec import ModelError, ModelSpec, load_model_spec, sidecar_path
 from mr_tl.records import FeatureRecord, PackedImage, RecordError, RejectedRecord, feature_line_head
 from mr_tl import storage
@@ -66,11 +66,28 @@ class MRFeaturize(MRTLJob):
             self.options.spec = sidecar_path(self.options.model)
             self._cl_args = list(self._cl_args) + ["--spec", self.options.spec]
 
+    def files(self):
+        """Also ship the model's external-data files (weights stored beside the graph), under the
+        names the graph refers to, so tasks find them next to their copy of the model."""
+        files = list(super().files())
+        if self.options.model and not self.options.run_mapper and os.path.isfile(self.options.model):
+            try:
+                shipped = external_data_files(self.options.model)
+            except ModelError as e:
+                raise JobInputError(str(e)) from None
+            for path, location in shipped:
+                if os.path.basename(location) != location:
+                    raise JobInputError("%s keeps weights in %r; the featurize job ships external data only "
+                                        "as plain file names beside the graph" % (self.options.model, location))
+                files.append("%s#%s" % (path, location))
+        return files
+
     # -- tasks --------------------------------------------------------------
 
     def mapper_init(self):
         spec = ModelSpec.load(self.options.spec)
-        self.featurizer = Featurizer(self.options.model, spec, threads=threads_in_task(self.options.threads))
+        # reused across tasks that share a process (the inline runner)
+        self.featurizer = shared_featurizer(self.options.model, spec, threads_in_task(self.options.threads))
         self.pending = []  # (PackedImage, input array)
 
     def mapper(self, _, line):
@@ -124,7 +141,13 @@ class MRFeaturize(MRTLJob):
             raise JobInputError("--batch-size must be at least 1, found %d" % o.batch_size)
         try:
             spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
-            Featurizer(o.model, spec, threads=1)  # the graph loads and matches its sidecar
+            # the graph loads and matches its sidecar
+            alias = self._runner_class().alias
+            if alias == "inline":
+                # the tasks run in this process: load the session they will use, once
+                shared_featurizer(o.model, spec, o.threads or task_threads(alias))
+            else:
+                Featurizer(o.model, spec, threads=1, verify_hash=False, check_only=True)
         except ModelError as e:
             raise JobInputError(str(e)) from None
         self.args_before_expansion = list(o.args)
