@@ -139,6 +139,10 @@ class MRFeaturize(MRTLJob):
             raise JobInputError("give at least one packed input (a pack output folder or its .tsv shards)")
         if o.batch_size < 1:
             raise JobInputError("--batch-size must be at least 1, found %d" % o.batch_size)
+        local_out = o.output_dir[len("file://"):] if o.output_dir.startswith("file://") else o.output_dir
+        if not storage.is_uri(local_out) and os.path.exists(local_out) and os.listdir(local_out):
+            # mrjob's local runners would overwrite it without a word (Hadoop refuses too)
+            raise JobInputError("output folder %s already exists; remove it or choose another -o" % o.output_dir)
         try:
             spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
             # the graph loads and matches its sidecar

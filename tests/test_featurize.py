@@ -18,7 +18,7 @@ from mr_tl import storage
 from mr_tl.featurize import MRFeaturize
 from mr_tl.images import preprocess
 from mr_tl.job import JobInputError
-from mr_tl.model.spec import load_model_spec, sidecar_path
+from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
 from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord, parse_feature_line
 
 PYTHON = sys.executable
@@ -301,3 +301,35 @@ def test_argument_errors(tiny_vgg16_fc2, packed_demo, tmp_path, capsys, args, me
     code, err = execute_in_process(capsys, *[fill.get(a, a) for a in args])
     assert code == 2 and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_model_with_external_data(tiny_vgg16_fc2, packed_demo, inline_run, tmp_path):
+    """Weights stored beside the graph (as save_model does for big models) are shipped and found by the tasks."""
+    import onnx
+
+    from mr_tl.model import graph
+
+    path = str(tmp_path / "ext.onnx")
+    spec = graph.save_model(onnx.load(tiny_vgg16_fc2), path, ModelSpec.load(sidecar_path(tiny_vgg16_fc2)),
+                            external_data=True)
+    assert list(spec.external_data) == ["ext.onnx.data"] and os.path.getsize(path + ".data") > 10000
+    out = tmp_path / "out"
+    result = subprocess.run([PYTHON, "-m", "mr_tl.featurize", "-r", "local", "--model", path, packed_demo,
+                             "-o", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(part_lines(out)) == sorted(inline_run[1])
+
+
+def test_changed_external_weights_are_refused(tiny_vgg16_fc2, packed_demo, tmp_path, run_module):
+    import onnx
+
+    from mr_tl.model import graph
+
+    path = str(tmp_path / "ext.onnx")
+    graph.save_model(onnx.load(tiny_vgg16_fc2), path, ModelSpec.load(sidecar_path(tiny_vgg16_fc2)),
+                     external_data=True)
+    with open(path + ".data", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x7f")
+    result = run_module("mr_tl.featurize", "-r", "inline", "--model", path, packed_demo, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "weights file" in result.stderr and "does not match" in result.stderr

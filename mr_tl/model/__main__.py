@@ -64,9 +64,9 @@ def cmd_build_vgg16(args):
     size = model.graph.input[0].type.tensor_type.shape.dim[2].dim_value
     n_classes = weights["predictions"][0].shape[1]
     spec = vgg16.vgg16_spec(size, n_classes, source=source, source_sha256=source_sha)
+    total = graph.summary(model)[1]
     graph.save_model(model, args.output, spec)
-    print("wrote %s (%s parameters) and %s" % (args.output, format(graph.summary(model)[1], ","),
-                                               sidecar_path(args.output)))
+    print("wrote %s (%s parameters) and %s" % (args.output, format(total, ","), sidecar_path(args.output)))
 
 
 def cmd_build_efficientnet_lite0(args):

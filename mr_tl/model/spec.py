@@ -57,6 +57,7 @@ class ModelSpec:
     layout: str = "NCHW"              # or "NHWC"
     cut_at: str = ""                  # layer the graph was cut after ("" = not cut)
     model_sha256: str = ""            # sha256 of the .onnx file this spec describes
+    external_data: dict = field(default_factory=dict)  # weights files beside the graph: name -> sha256
     source_sha256: str = ""           # sha256 of the file the graph was made from
     source: str = ""                  # provenance, one line
     license: str = ""
@@ -85,6 +86,9 @@ class ModelSpec:
         if self.resize == "center-crop" and self.resize_shorter and self.resize_shorter < max(self.input_size):
             problems.append("resize_shorter %d (center-crop needs at least the larger input side, %d)"
                             % (self.resize_shorter, max(self.input_size)))
+        if not isinstance(self.external_data, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.external_data.items()):
+            problems.append("external_data %r (expected {file name: sha256})" % (self.external_data,))
         if int(self.output_dim) < 1:
             problems.append("output_dim %r" % self.output_dim)
         if problems:
@@ -144,4 +148,13 @@ def load_model_spec(model_path, verify_hash=True):
             raise ModelError("model file %s does not match its sidecar: sha256 is %s, sidecar expects %s "
                              "(was the graph replaced or the wrong sidecar copied?)"
                              % (model_path, actual, spec.model_sha256))
+        for name, expected in sorted(spec.external_data.items()):
+            data_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), name)
+            if os.path.basename(name) != name or not os.path.isfile(data_path):
+                raise ModelError("the weights file %s of %s is missing (it must sit beside the graph)"
+                                 % (name, model_path))
+            actual = sha256_file(data_path)
+            if actual != expected:
+                raise ModelError("weights file %s does not match the sidecar of %s: sha256 is %s, sidecar "
+                                 "expects %s" % (data_path, model_path, actual, expected))
     return spec

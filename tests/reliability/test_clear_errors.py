@@ -200,3 +200,13 @@ def test_a_new_run_into_an_existing_run_dir(run, run_module):
     result = run_module("mr_tl.train", "-r", "inline", features, "-o", run_dir)
     assert_refused(result, "already holds a run", "--resume")
     assert snapshot(run_dir) == before
+
+
+def test_featurize_into_an_existing_output(packed_demo, tiny_vgg16_fc2, tmp_path, run_module):
+    out = tmp_path / "features"
+    out.mkdir()
+    (out / "part-00000").write_text("earlier results\n")
+    before = snapshot(str(out))
+    result = run_module("mr_tl.featurize", "-r", "local", "--model", tiny_vgg16_fc2, packed_demo, "-o", out)
+    assert_refused(result, "already exists")
+    assert snapshot(str(out)) == before
