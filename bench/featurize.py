@@ -30,8 +30,9 @@ Each job runs on N and on 2N images: N / (extra time) is its steady-state
 creation), and the fixed cost is what remains; a job's end-to-end ratio
 to raw grows towards its marginal ratio as N grows.  Rates per CPU-second
 are printed too: they hardly move when other processes load the machine,
-wall-clock rates do.  (d') and (e') repeat (d)/(e) with the model stored
-as external data (weights in NAME.onnx.data, memory-mapped).
+wall-clock rates do.  The model is stored as mr_tl stores big models, with
+its weights in NAME.onnx.data beside the graph (memory-mapped); (d') and
+(e') repeat (d)/(e) with the weights inside the graph file instead.
 
 Only ratios measured in the same run mean anything: every figure here is
 measured in this run, best of several repeats.  On a shared machine run it
@@ -72,50 +73,41 @@ def log(*args):
 # -- inputs ------------------------------------------------------------------------------------------
 
 def ensure_vgg16():
-    """The full random-weights VGG16 cut at fc2, built once per mr_tl version (~40 s) and cached."""
+    """The full random-weights VGG16 cut at fc2, built once per mr_tl version (~40 s) and cached.
+
+    As mr_tl writes every big model: the graph with its weights in
+    ``NAME.onnx.data`` beside it (external data, memory-mapped by onnxruntime).
+    """
     folder = common.cache_dir("models")
     path = os.path.join(folder, "vgg16-random%d-fc2.onnx" % VGG16_SEED)
-    if os.path.exists(path) and os.path.exists(path[:-5] + ".json"):
+    if os.path.exists(path) and os.path.exists(path[:-5] + ".json") and os.path.exists(path + ".data"):
         return path
     log("building the full random-weights VGG16 (seed %d) into %s ..." % (VGG16_SEED, folder))
     tmp = tempfile.mkdtemp(dir=folder)
     try:
         full = os.path.join(tmp, "vgg16.onnx")
         for args in (["build-vgg16", "--random-weights", "--seed", str(VGG16_SEED), "-o", full],
-                     ["cut", full, "--at", "fc2", "-o", os.path.join(tmp, "fc2.onnx")]):
+                     ["cut", full, "--at", "fc2", "-o", path]):
             subprocess.run([PYTHON, "-m", "mr_tl.model"] + args, check=True, stdout=subprocess.DEVNULL)
-        os.replace(os.path.join(tmp, "fc2.json"), path[:-5] + ".json")
-        os.replace(os.path.join(tmp, "fc2.onnx"), path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
-def ensure_external(model):
-    """A copy of ``model`` whose weights are stored as external data (``NAME.onnx.data``), cached.
+def ensure_inline(model):
+    """A copy of ``model`` with its weights inside the graph file (the layout before external data), cached.
 
-    onnxruntime memory-maps external data: sessions are created without
-    parsing and copying 500 MB of protobuf, and concurrent tasks share the
-    weights' pages.  The sidecar's sha256 covers the graph file only.
+    For comparison: a session then parses and copies 500 MB of protobuf, and
+    concurrent tasks on a node cannot share the weights' pages.
     """
     import onnx
-    from mr_tl.model.spec import ModelSpec, sha256_file, sidecar_path
+    from mr_tl.model import graph
+    from mr_tl.model.spec import ModelSpec, sidecar_path
 
-    path = model[:-5] + "-ext.onnx"
-    if os.path.exists(path) and os.path.exists(path + ".data") and os.path.exists(sidecar_path(path)):
+    path = model[:-5] + "-inline.onnx"
+    if os.path.exists(path) and os.path.exists(sidecar_path(path)):
         return path
-    folder = tempfile.mkdtemp(dir=os.path.dirname(model))
-    try:
-        tmp = os.path.join(folder, os.path.basename(path))
-        onnx.save(onnx.load(model), tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=os.path.basename(path) + ".data", size_threshold=1024)
-        spec = ModelSpec.load(sidecar_path(model))
-        spec.model_sha256 = sha256_file(tmp)
-        spec.save(sidecar_path(tmp))
-        for name in (os.path.basename(path) + ".data", os.path.basename(sidecar_path(path)), os.path.basename(path)):
-            os.replace(os.path.join(folder, name), os.path.join(os.path.dirname(path), name))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    graph.save_model(onnx.load(model), path, ModelSpec.load(sidecar_path(model)), external_data=False)
     return path
 
 
@@ -193,7 +185,7 @@ def model_gmacs(path):
     import onnx
     from onnx import shape_inference
 
-    model = onnx.load(path)
+    model = onnx.load(path, load_external_data=False)  # shapes only
     # batch 1: fix the symbolic batch dimension so shapes are numbers
     dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     dim.ClearField("dim_param")
@@ -636,9 +628,9 @@ def main(argv=None):
 
         # (c), (d), (e): the featurize job
         jobs = {}
-        external = ensure_external(model)
+        inline_weights = ensure_inline(model)
         plan = [("inline", "c", model, {}), ("local", "d", model, {}),
-                ("local_external_data", "d'", external, {})]
+                ("local_inline_weights", "d'", inline_weights, {})]
         if args.no_hadoop:
             jobs["hadoop"] = {"skipped": "--no-hadoop"}
         else:
@@ -649,7 +641,7 @@ def main(argv=None):
                 hadoop = {"extra": ["-c", str(standalone.mrjob_conf)], "env": standalone.env()}
                 plan.append(("hadoop", "e", model, hadoop))
                 if not quick:
-                    plan.append(("hadoop_external_data", "e'", external, hadoop))
+                    plan.append(("hadoop_inline_weights", "e'", inline_weights, hadoop))
         # Each job also runs on 2N images (a superset: same seed): the extra N images over the extra
         # time is the job's steady-state rate, free of its fixed costs (JVMs, uploads, sessions),
         # which are then (time at N) - N / rate.
@@ -678,8 +670,8 @@ def main(argv=None):
 
         b = best_raw["img_s"]
         ratios = {"b/peak": round(b / figures["peak"]["ceiling_img_s"], 3)}
-        for name, letter in (("inline", "c"), ("local", "d"), ("local_external_data", "d'"), ("hadoop", "e"),
-                             ("hadoop_external_data", "e'")):
+        for name, letter in (("inline", "c"), ("local", "d"), ("local_inline_weights", "d'"), ("hadoop", "e"),
+                             ("hadoop_inline_weights", "e'")):
             j = jobs.get(name, {})
             if "img_s" in j:
                 ratios["%s/b" % letter] = round(j["img_s"] / b, 3)
@@ -697,7 +689,7 @@ def main(argv=None):
         one_thread = [r for r in raws if r["threads"] == 1]
         if one_thread:
             per_cpu = max(r["img_per_cpu_s"] for r in one_thread)
-            for name in ("local", "local_external_data", "hadoop", "hadoop_external_data"):
+            for name in ("local", "local_inline_weights", "hadoop", "hadoop_inline_weights"):
                 j = jobs.get(name, {})
                 if "img_per_cpu_s" in j:
                     ratios["cpu %s/b" % name] = round(j["img_per_cpu_s"] / per_cpu, 3)
