@@ -113,7 +113,6 @@ def ensure_inline(model):
 
 def write_images(folder, n, size, seed):
     """``n`` seeded demo-style JPEGs (shapes on noisy tinted backgrounds) in class folders."""
-    from PIL import Image  # noqa: F401  (draw_image returns PIL images)
     from mr_tl.demo_data import CLASSES, draw_image
     from mr_tl.seeding import rng
 
@@ -702,7 +701,7 @@ def main(argv=None):
         figures["task_rss_peak_mb"] = {k: v.get("task_rss_peak_mb") for k, v in jobs.items()}
 
         # feature records
-        vectors = _job_vectors(os.path.join(work, "out-local-0"), spec)
+        vectors = _job_vectors(os.path.join(work, "out-local-%d" % (repeats - 1)), spec)  # the kept repeat
         if not vectors:
             raise RuntimeError("the local job wrote no feature records")
         figures["encoding"] = encodings(vectors[:256])

@@ -1,5 +1,6 @@
 """The featurize MRJob: inline and local runners against onnxruntime, rejections, summary, input checks."""
 
+import gzip
 import hashlib
 import io
 import json
@@ -162,14 +163,39 @@ def test_local_runner_ships_the_package_and_matches_inline(inline_run, tiny_vgg1
                            capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'mr_tl'" in probe.stderr
     # ... so the job only works if it ships mr_tl itself (real subprocess tasks)
-    out = tmp_path / "features"
-    result = subprocess.run([PYTHON, "-m", "mr_tl.featurize", "-r", "local", "--python-bin",
+    out, tmp = tmp_path / "features", tmp_path / "TMPDIR"
+    tmp.mkdir()
+    result = subprocess.run([PYTHON, "-m", "mr_tl.featurize", "-r", "local", "--num-cores", "3", "--python-bin",
                              python_without_editable_mr_tl, "--model", tiny_vgg16_fc2, packed_demo, "-o", str(out)],
-                            capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+                            capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
+                            env=dict(os.environ, TMPDIR=str(tmp)))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "featurized 48, rejected 0 of 48 images" in result.stderr
     assert sorted(part_lines(out)) == sorted(inline_run[1])  # byte for byte
     assert load_json(out / "_summary.json")["featurized"] == 48
+    # one map task per core, each with the same number of images (not of bytes)
+    parts = sorted(out.glob("part-*"))
+    assert [len(p.read_text().splitlines()) for p in parts] == [16, 16, 16]
+    assert [n for n in os.listdir(tmp) if n != ".ses"] == []
+
+
+def test_balanced_parts_keep_every_line_in_order(tmp_path):
+    from mr_tl.featurize import balanced_parts
+
+    (tmp_path / "a.tsv").write_bytes(b"a1\na2\na3")  # no newline at the end
+    (tmp_path / "b.tsv").write_bytes(b"b1\nb2\n")
+    (tmp_path / "empty.tsv").write_bytes(b"")
+    parts = balanced_parts([str(tmp_path / n) for n in ("a.tsv", "empty.tsv", "b.tsv")], 2, str(tmp_path))
+    contents = [gzip.open(p).read() for p in parts]
+    assert contents == [b"a1\na2\n", b"a3\nb1\nb2\n"]
+    assert all(p.endswith(".tsv.gz") for p in parts)
+    # more parts than lines: one line each; no lines: one empty part
+    (tmp_path / "more").mkdir()
+    parts = balanced_parts([str(tmp_path / "b.tsv")], 5, str(tmp_path / "more"))
+    assert [gzip.open(p).read() for p in parts] == [b"b1\n", b"b2\n"]
+    (tmp_path / "none").mkdir()
+    parts = balanced_parts([str(tmp_path / "empty.tsv")], 2, str(tmp_path / "none"))
+    assert [gzip.open(p).read() for p in parts] == [b""]
 
 
 def test_batch_size_does_not_change_the_features(inline_run, tiny_vgg16_fc2, packed_demo, tmp_path):

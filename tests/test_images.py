@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import mr_tl.images as images
-from mr_tl.images import REJECT_REASONS, ImageRejected, preprocess, probe, read_file, resize, to_input
+from mr_tl.images import REJECT_REASONS, ImageRejected, preprocess, probe, read_file, to_input
 from mr_tl.model.spec import ModelError, ModelSpec
 
 

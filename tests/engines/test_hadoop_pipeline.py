@@ -37,7 +37,6 @@ import getpass
 import json
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -45,6 +44,8 @@ import numpy as np
 import pytest
 
 import hadoop_harness
+from pipeline_checks import (Cli, assert_same_features, checkpoint_files, evaluation_files, export_and_predict,
+                             head_of, metrics_without_timings, predict_images, read_feature_dir, summary_counts)
 
 pytestmark = pytest.mark.hadoop
 
@@ -55,7 +56,6 @@ KILL_ONCE = HERE / 'kill_once_python.py'
 PYTHON = hadoop_harness.TASK_PYTHON
 
 TRAIN_ARGS = ['--epochs', '2', '--workers', '2', '--validate-every', '1']
-FEATURE_TOLERANCE = 1e-5
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -73,111 +73,9 @@ def driver_env(tmp_dir):
     return env
 
 
-class Cli:
-    """Runs ``python -m mr_tl.X ...`` like a user, in one scratch dir, and
-    keeps the time each step took."""
-
-    def __init__(self, work_dir, mode=None):
-        self.work = Path(work_dir)
-        self.tmp = self.work / 'TMPDIR'
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.mode = mode
-        self.seconds = {}
-
-    def __call__(self, module, *args, step=None, timeout=600):
-        t0 = time.time()
-        proc = subprocess.run([PYTHON, '-m', module] + [str(a) for a in args],
-                              cwd=str(self.work), env=driver_env(self.tmp),
-                              capture_output=True, text=True, timeout=timeout)
-        seconds = round(time.time() - t0, 1)
-        self.seconds[step or module] = self.seconds.get(step or module, 0) + seconds
-        if proc.returncode != 0:
-            raise AssertionError('%s %s failed (%d) after %.0fs:\n%s\n%s%s' % (
-                module, ' '.join(map(str, args)), proc.returncode, seconds,
-                proc.stdout[-3000:], proc.stderr[-12000:],
-                self.mode.failure_details() if self.mode else ''))
-        return proc
-
-    def leftovers(self):
-        # .ses: onnxruntime's telemetry session id file, not a temp dir of ours
-        return sorted(n for n in os.listdir(self.tmp) if n != '.ses')
-
-
-def read_feature_dir(folder):
-    """{id: (kind, label, split, vector or reason)} of a featurize output folder."""
-    from mr_tl.records import FeatureRecord, parse_feature_line
-
-    records = {}
-    for part in sorted(Path(folder).glob('part-*')):
-        for line in part.read_text(encoding='utf-8').splitlines():
-            if not line:
-                continue
-            r = parse_feature_line(line)
-            assert r.id not in records, 'duplicate record %s' % r.id
-            if isinstance(r, FeatureRecord):
-                records[r.id] = ('F', r.label, r.split, r.features)
-            else:
-                records[r.id] = ('R', r.label, r.split, r.reason)
-    return records
-
-
-def assert_same_features(got, expected):
-    """Same images, labels, splits; vectors within FEATURE_TOLERANCE.
-    Returns the largest difference (0.0: byte-identical vectors)."""
-    assert sorted(got) == sorted(expected)
-    worst = 0.0
-    for image_id, (kind, label, split, value) in expected.items():
-        g = got[image_id]
-        assert g[:3] == (kind, label, split), image_id
-        if kind == 'F':
-            assert g[3].dtype == value.dtype and g[3].shape == value.shape
-            worst = max(worst, float(np.max(np.abs(g[3] - value))))
-        else:
-            assert g[3] == value
-    assert worst <= FEATURE_TOLERANCE, 'features differ by up to %g' % worst
-    return worst
-
-
-def summary_counts(text):
-    s = json.loads(text)
-    return {k: s[k] for k in ('input', 'expected_from_manifest', 'featurized',
-                              'featurized_per_split', 'rejected', 'reasons',
-                              'duplicates', 'model')}
-
-
-def checkpoint_files(run_dir):
-    folder = Path(run_dir) / 'checkpoints'
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def metrics_without_timings(run_dir):
-    lines = (Path(run_dir) / 'metrics.jsonl').read_text().splitlines()
-    return [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in lines]
-
-
-def head_of(run_dir):
-    with np.load(Path(run_dir) / 'head.npz') as z:
-        return {k: z[k] for k in z.files if k in ('W', 'b')}
-
-
-def evaluation_files(run_dir, split='test'):
-    folder = Path(run_dir) / 'evaluation' / split
-    return {name: (folder / name).read_bytes()
-            for name in ('metrics.json', 'per_class.csv', 'confusion.csv')}
-
-
-def predict_images(demo_images, n_per_class=1):
-    images = []
-    for class_dir in sorted(Path(demo_images).iterdir()):
-        images += sorted(class_dir.iterdir())[:n_per_class]
-    return images
-
-
-def export_and_predict(cli, model, run_dir, images):
-    out = Path(run_dir) / 'classifier.onnx'
-    cli('mr_tl.export', '--trunk', model, '--run', run_dir, '-o', out, step='export')
-    proc = cli('mr_tl.predict', out, *images, '--json', '--top', '4', step='predict')
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+def hadoop_cli(work_dir, mode=None):
+    """A user's shell in ``work_dir`` without Hadoop on PATH (``driver_env``); ``mode``'s daemon logs on failure."""
+    return Cli(work_dir, PYTHON, driver_env, mode)
 
 
 def make_kill_once_python(path, marker):
@@ -243,19 +141,19 @@ def mrjob_hdfs_leftovers(cluster):
 
 def run_reference(work, model, packed, images):
     """The pipeline with ``-r local``."""
-    cli = Cli(work)
+    cli = hadoop_cli(work)
     features, run = work / 'features', work / 'run'
     cli('mr_tl.featurize', '-r', 'local', '--model', model, packed, '-o', features)
     cli('mr_tl.train', '-r', 'local', features, '-o', run, *TRAIN_ARGS)
     cli('mr_tl.evaluate', '-r', 'local', '--run', run, features, '--split', 'test')
     predictions = export_and_predict(cli, model, run, images)
     hadoop_harness.TIMINGS['pipeline e2e, -r local (reference)'] = round(sum(cli.seconds.values()), 1)
-    return {'features': read_feature_dir(features), 'features_dir': features, 'run': run,
+    return {'features': read_feature_dir(features)[0], 'features_dir': features, 'run': run,
             'predictions': predictions}
 
 
 def run_standalone(sa, work, model, packed, images):
-    cli = Cli(work, sa)
+    cli = hadoop_cli(work, sa)
     conf = ['-r', 'hadoop', '-c', sa.mrjob_conf]
     features, run = work / 'features', work / 'run'
     t0 = time.time()
@@ -282,7 +180,7 @@ def run_standalone(sa, work, model, packed, images):
 
 
 def run_cluster(cluster, work, model, packed_demo, images):
-    cli = Cli(work, cluster)
+    cli = hadoop_cli(work, cluster)
     conf = ['-r', 'hadoop', '-c', cluster.mrjob_conf]
     base = '/mr_tl-e2e-%d' % os.getpid()
     packed, features = 'hdfs://%s/packed' % base, 'hdfs://%s/features' % base
@@ -403,7 +301,7 @@ def cluster_pipeline(pipelines, reference):
 
 def test_standalone_features_equal_the_local_runners(standalone_pipeline, reference):
     features = standalone_pipeline['features']
-    assert_same_features(read_feature_dir(features), reference['features'])
+    assert_same_features(read_feature_dir(features)[0], reference['features'])
     ref = reference['features_dir']
     assert summary_counts((features / '_summary.json').read_text()) == \
         summary_counts((ref / '_summary.json').read_text())
@@ -461,7 +359,7 @@ def test_standalone_leaves_no_temp_dirs(standalone_pipeline):
 
 def test_cluster_features_on_hdfs_equal_the_local_runners(cluster_pipeline, reference):
     features = cluster_pipeline['features']
-    assert_same_features(read_feature_dir(features), reference['features'])
+    assert_same_features(read_feature_dir(features)[0], reference['features'])
     # the side files landed on HDFS beside the part files
     listing = cluster_pipeline['hdfs_listing']
     for name in ('_SUCCESS', '_summary.json', '_labels.json', 'part-00000'):

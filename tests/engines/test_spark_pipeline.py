@@ -36,7 +36,6 @@ tests/conftest.py (4 classes x 12, 48x48).
 """
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,8 @@ import numpy as np
 import pytest
 
 import spark_harness
+from pipeline_checks import (Cli, assert_same_features, checkpoint_files, evaluation_files, export_and_predict,
+                             head_of, metrics_without_timings, predict_images, read_feature_dir, summary_counts)
 from conftest_spark import spark_cluster  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -60,116 +61,17 @@ TRAIN_ROUNDS = 4
 # 4 workers in 2 map tasks: the combiner sums sibling workers
 COMBINER_TRAIN_ARGS = ['--workers', '4', '--tasks', '2', '--epochs', '1']
 COMBINER_ROUNDS = 1
-FEATURE_TOLERANCE = 1e-5
 
 
 # --- helpers ---------------------------------------------------------------------
 
-class Cli:
-    """Runs ``python -m mr_tl.X ...`` like a user, in one scratch dir with its own TMPDIR,
-    and keeps the time each step took."""
-
-    def __init__(self, work_dir, cluster=None):
-        self.work = Path(work_dir)
-        self.tmp = self.work / 'TMPDIR'
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.cluster = cluster
-        self.seconds = {}
-
-    def env(self):
-        env = self.cluster.env() if self.cluster else dict(os.environ)
-        env['TMPDIR'] = str(self.tmp)
+def spark_cli(work_dir, cluster=None):
+    """A user's shell in ``work_dir``: the cluster's environment (or this one) with its own TMPDIR."""
+    def env(tmp_dir):
+        env = cluster.env() if cluster else dict(os.environ)
+        env['TMPDIR'] = str(tmp_dir)
         return env
-
-    def __call__(self, module, *args, step=None, script=None, timeout=600):
-        t0 = time.time()
-        cmd = [PYTHON] + ([str(script)] if script else ['-m', module]) + [str(a) for a in args]
-        proc = subprocess.run(cmd, cwd=str(self.work), env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
-        seconds = round(time.time() - t0, 1)
-        step = step or module
-        self.seconds[step] = round(self.seconds.get(step, 0) + seconds, 1)
-        if proc.returncode != 0:
-            raise AssertionError('%s %s failed (%d) after %.0fs:\n%s\n%s%s' % (
-                module, ' '.join(map(str, args)), proc.returncode, seconds, proc.stdout[-3000:],
-                proc.stderr[-12000:], self.cluster.failure_details() if self.cluster else ''))
-        return proc
-
-    def leftovers(self):
-        # .ses: onnxruntime's telemetry session id file, not a temp dir of ours
-        return sorted(n for n in os.listdir(self.tmp) if n != '.ses')
-
-
-def read_feature_dir(folder):
-    """{id: (kind, label, split, vector or reason)} and the sorted lines of a featurize output folder."""
-    from mr_tl.records import FeatureRecord, parse_feature_line
-
-    records, lines = {}, []
-    for part in sorted(Path(folder).glob('part-*')):
-        for line in part.read_text(encoding='utf-8').splitlines():
-            if not line:
-                continue
-            lines.append(line)
-            r = parse_feature_line(line)
-            assert r.id not in records, 'duplicate record %s' % r.id
-            if isinstance(r, FeatureRecord):
-                records[r.id] = ('F', r.label, r.split, r.features)
-            else:
-                records[r.id] = ('R', r.label, r.split, r.reason)
-    return records, sorted(lines)
-
-
-def assert_same_features(got, expected):
-    """Same images, labels, splits; vectors within FEATURE_TOLERANCE. Returns the largest difference."""
-    assert sorted(got) == sorted(expected)
-    worst = 0.0
-    for image_id, (kind, label, split, value) in expected.items():
-        g = got[image_id]
-        assert g[:3] == (kind, label, split), image_id
-        if kind == 'F':
-            assert g[3].dtype == value.dtype and g[3].shape == value.shape
-            worst = max(worst, float(np.max(np.abs(g[3] - value))))
-        else:
-            assert g[3] == value
-    assert worst <= FEATURE_TOLERANCE, 'features differ by up to %g' % worst
-    return worst
-
-
-def summary_counts(folder):
-    s = json.loads((Path(folder) / '_summary.json').read_text())
-    return {k: s[k] for k in ('input', 'expected_from_manifest', 'featurized', 'featurized_per_split',
-                              'rejected', 'reasons', 'duplicates', 'model')}
-
-
-def checkpoint_files(run_dir):
-    folder = Path(run_dir) / 'checkpoints'
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def metrics_without_timings(run_dir):
-    lines = (Path(run_dir) / 'metrics.jsonl').read_text().splitlines()
-    return [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in lines]
-
-
-def head_of(run_dir):
-    with np.load(Path(run_dir) / 'head.npz') as z:
-        return {k: z[k] for k in ('W', 'b')}
-
-
-def evaluation_files(run_dir, split='test'):
-    folder = Path(run_dir) / 'evaluation' / split
-    return {name: (folder / name).read_bytes() for name in ('metrics.json', 'per_class.csv', 'confusion.csv')}
-
-
-def predict_images(demo_images):
-    return [sorted(d.iterdir())[0] for d in sorted(Path(demo_images).iterdir())]
-
-
-def export_and_predict(cli, model, run_dir, images):
-    out = Path(run_dir) / 'classifier.onnx'
-    cli('mr_tl.export', '--trunk', model, '--run', run_dir, '-o', out, step='export')
-    proc = cli('mr_tl.predict', out, *images, '--json', '--top', '4', step='predict')
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+    return Cli(work_dir, PYTHON, env, cluster)
 
 
 def expected_checkpoints(rounds):
@@ -180,7 +82,7 @@ def expected_checkpoints(rounds):
 
 def run_pipeline(work, model, packed, images, cluster=None):
     """featurize -> train (twice) -> evaluate -> export -> predict, with ``-r local`` or on ``cluster``."""
-    cli = Cli(work, cluster)
+    cli = spark_cli(work, cluster)
     features, run, run4 = work / 'features', work / 'run', work / 'run-4-workers'
     if cluster is None:
         conf = switches = ['-r', 'local']
@@ -268,8 +170,9 @@ def test_features_equal_the_local_runners(spark, reference):
     worst = assert_same_features(got, expected)
     spark_harness.TIMINGS['  featurize: largest |spark - local| (x1e-9)'] = round(worst * 1e9, 3)
     assert got_lines == expected_lines  # byte-identical records (the same batches of 8 per map task)
-    assert summary_counts(spark['features']) == summary_counts(reference['features'])
-    assert summary_counts(spark['features'])['featurized'] == 48
+    assert summary_counts((spark['features'] / '_summary.json').read_text()) == \
+        summary_counts((reference['features'] / '_summary.json').read_text())
+    assert summary_counts((spark['features'] / '_summary.json').read_text())['featurized'] == 48
     assert (spark['features'] / '_labels.json').read_text() == (reference['features'] / '_labels.json').read_text()
     assert (spark['features'] / '_SUCCESS').exists()  # Spark's output committer
 
@@ -332,7 +235,7 @@ def test_tasks_run_in_executors_with_the_venv_python_and_one_thread(spark_cluste
         path = tmp_path / ('input-%d.txt' % i)
         path.write_text(''.join('line %d\n' % n for n in range(5 + i)))
         inputs.append(path)
-    cli = Cli(tmp_path / 'probe', spark_cluster)
+    cli = spark_cli(tmp_path / 'probe', spark_cluster)
     conf = spark_cluster.write_mrjob_conf(tmp_path / 'mrjob.conf', tmp_path / 'mrjob-tmp')
     out = tmp_path / 'probe-out'
     cli('probe', '-r', 'spark', '-c', conf, *inputs, '-o', out, script=PROBE)
