@@ -352,4 +352,4 @@ def test_cli_serves_until_interrupted(tmp_path, monitor_cli, http):
     status, _, body = http(url, "/api/runs")
     assert status == 200 and [r["name"] for r in json.loads(body)["runs"]] == ["a"]
     proc.send_signal(__import__("signal").SIGINT)
-    assert proc.wait(10) == 0
+    assert proc.wait(30) == 0  # generous: CI machines may be loaded

@@ -34,7 +34,7 @@ def pipeline(demo_images, tiny_vgg16_fc2, tmp_path_factory, run_module):
     for name in ("packed-1", "packed-2"):
         assert run_module("mr_tl.pack", demo_images, root / name).returncode == 0
     for name, runner in (("features-inline-1", "inline"), ("features-inline-2", "inline"),
-                         ("features-local", "local")):
+                         ("features-local-1", "local"), ("features-local-2", "local")):
         result = run_module("mr_tl.featurize", "-r", runner, "--model", tiny_vgg16_fc2, root / "packed-1",
                             "-o", root / name)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -49,10 +49,22 @@ def test_pack_output_is_byte_identical(pipeline):
     assert folder_bytes(pipeline / "packed-1") == folder_bytes(pipeline / "packed-2")
 
 
+def records_and_side_files(folder):
+    """The sorted record lines of a job's output and its side files: how records are spread over
+    part files is the runner's business (its number of map tasks), the records are not."""
+    files = folder_bytes(folder, data_files)
+    lines = sorted(line for name, data in files.items() if name.startswith("part-")
+                   for line in data.splitlines(keepends=True))
+    return lines, {name: data for name, data in files.items() if not name.startswith("part-")}
+
+
 def test_feature_records_are_byte_identical_across_runs_and_runners(pipeline):
-    first = folder_bytes(pipeline / "features-inline-1", data_files)
-    assert first and first == folder_bytes(pipeline / "features-inline-2", data_files)
-    assert first == folder_bytes(pipeline / "features-local", data_files)
+    for runner in ("inline", "local"):  # the same runner twice: the same files, byte for byte
+        first = folder_bytes(pipeline / ("features-%s-1" % runner), data_files)
+        assert first and first == folder_bytes(pipeline / ("features-%s-2" % runner), data_files)
+    inline = records_and_side_files(pipeline / "features-inline-1")
+    assert len(inline[0]) == 48 and "_labels.json" in inline[1]
+    assert inline == records_and_side_files(pipeline / "features-local-1")
 
 
 def test_round_checkpoints_are_byte_identical_across_runners(pipeline):
