@@ -42,6 +42,22 @@ def _run_module(module, *args, cwd=None, env=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture
+def call_main(capsys):
+    """``call_main(main, *args)``: a command's ``main(argv)`` in this process, as
+    ``(exit code, stdout, stderr)``."""
+    def call(main, *args):
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+    return call
+
+
 @pytest.fixture(scope="session")
 def run_module():
     """Run ``python -m MODULE ARGS...`` (see the module docstring)."""

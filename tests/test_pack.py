@@ -44,18 +44,9 @@ def make_classes(root, sizes, reverse=False):
 
 
 @pytest.fixture
-def pack_cli(capsys):
+def pack_cli(call_main):
     """``python -m mr_tl.pack ARGS`` in this process: ``(exit code, stdout, stderr)``."""
-    def run(*args):
-        capsys.readouterr()
-        try:
-            pack_module.main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+    return lambda *args: call_main(pack_module.main, *args)
 
 
 def read_packed_file(path):

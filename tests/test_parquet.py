@@ -49,18 +49,9 @@ def features_dir(tmp_path):
 
 
 @pytest.fixture
-def cli(capsys):
+def cli(call_main):
     """``python -m mr_tl.parquet ARGS`` in this process: ``(exit code, stdout, stderr)``."""
-    def run(*args):
-        capsys.readouterr()
-        try:
-            parquet_cli.main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+    return lambda *args: call_main(parquet_cli.main, *args)
 
 
 def test_text_parquet_text_round_trip_is_bit_exact(features_dir, tmp_path, run_module):
