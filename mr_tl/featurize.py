@@ -11,6 +11,11 @@ flushes the last batch in ``mapper_final``.  The model and its sidecar are
 shipped to the tasks by the job.  An image that cannot be decoded becomes a
 rejected record with its reason (and a counter per reason), never a crash.
 
+With ``-r local`` the packed lines are first dealt into one part per core
+with equal image counts (``balanced_parts``): mrjob's local runner would cut
+them into pieces of equal bytes, and images differ in size.  On Hadoop the
+input splits are HDFS blocks or whole shards, as usual.
+
 When the job ends the command checks that featurized + rejected = input,
 writes ``OUT/_summary.json`` (counts, reasons, every rejected image) and
 ``OUT/_labels.json`` (copied from the pack), and prints the summary.
