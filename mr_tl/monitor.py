@@ -42,6 +42,7 @@ import math
 import mimetypes
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -702,12 +703,20 @@ def main(argv=None):
         import webbrowser
 
         webbrowser.open(url)
+    # Ctrl-C and kill stop the server cleanly, also when the monitor was started in the background
+    # (a shell starts background jobs with SIGINT ignored, and Python keeps that)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
         print("stopped", flush=True)
     finally:
         server.server_close()
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -55,9 +55,9 @@ def http():
 def monitor_cli():
     procs = []
 
-    def start(root, *args):
+    def start(root, *args, preexec_fn=None):
         proc = subprocess.Popen([sys.executable, "-m", "mr_tl.monitor", str(root), "--port", "0", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         procs.append(proc)
         lines = []
         reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)

@@ -345,11 +345,18 @@ def test_cli_help_says_loopback(run_module):
     assert r.returncode == 0 and "127.0.0.1" in r.stdout and "--port" in r.stdout
 
 
-def test_cli_serves_until_interrupted(tmp_path, monitor_cli, http):
+@pytest.mark.parametrize("stop, background", [("SIGINT", False), ("SIGTERM", False), ("SIGINT", True)],
+                         ids=["ctrl-c", "kill", "ctrl-c-started-in-background"])
+def test_cli_serves_until_interrupted(tmp_path, monitor_cli, http, stop, background):
+    import signal
+
     fake_run(str(tmp_path / "runs" / "a"), rounds=2)
-    proc, url = monitor_cli(tmp_path / "runs")
+    # a shell starts a background job (monitor ... &) with SIGINT ignored
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
+    proc, url = monitor_cli(tmp_path / "runs", preexec_fn=ignore_sigint)
     assert url.startswith("http://127.0.0.1:")
     status, _, body = http(url, "/api/runs")
     assert status == 200 and [r["name"] for r in json.loads(body)["runs"]] == ["a"]
-    proc.send_signal(__import__("signal").SIGINT)
+    proc.send_signal(getattr(signal, stop))
     assert proc.wait(30) == 0  # generous: CI machines may be loaded
+    assert proc.stdout.read().strip() == "stopped"
