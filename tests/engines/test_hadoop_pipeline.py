@@ -112,7 +112,9 @@ def check_killed_and_retried(cluster, marker, stderr, job_id):
 
     job = cluster.job_history('jobs/' + job_id)['job']
     assert job['state'] == 'SUCCEEDED'
-    assert job['failedMapAttempts'] == 1 and job['killedMapAttempts'] == 0
+    # YARN may also start a speculative copy of the slow retried task and kill the loser: allowed,
+    # the records are checked against the local runner's elsewhere
+    assert job['failedMapAttempts'] == 1
     assert job['successfulMapAttempts'] == job['mapsTotal']
     task = 'task_' + attempt[len('attempt_'):].rsplit('_', 1)[0]
     attempts = cluster.job_history('jobs/%s/tasks/%s/attempts' % (job_id, task))
@@ -120,7 +122,7 @@ def check_killed_and_retried(cluster, marker, stderr, job_id):
     assert states[attempt]['state'] == 'FAILED'
     assert 'subprocess failed with code 137' in states[attempt]['diagnostics']
     retried = [a for a_id, a in states.items() if a_id != attempt]
-    assert [a['state'] for a in retried] == ['SUCCEEDED']
+    assert sorted(a['state'] for a in retried if a['state'] != 'KILLED') == ['SUCCEEDED']
     return killed
 
 
