@@ -91,18 +91,9 @@ class Result:
 
 
 @pytest.fixture
-def cli(capsys):
+def cli(call_main):
     """``python -m mr_tl.model ARGS`` in this process (cheaper than a subprocess): a Result."""
-    def run_cli(*args):
-        capsys.readouterr()
-        try:
-            model_main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-    return run_cli
+    return lambda *args: Result(*call_main(model_main, *args))
 
 
 def printed_total(stdout):
