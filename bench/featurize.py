@@ -101,6 +101,7 @@ def ensure_inline(model):
     concurrent tasks on a node cannot share the weights' pages.
     """
     import onnx
+
     from mr_tl.model import graph
     from mr_tl.model.spec import ModelSpec, sidecar_path
 

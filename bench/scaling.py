@@ -30,11 +30,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from synthetic import synthetic_arrays  # noqa: E402
+
 from mr_tl import averaging  # noqa: E402
 from mr_tl.head import SoftmaxHead  # noqa: E402
 from mr_tl.rounds import RoundParams, simulate_round, split_by_worker  # noqa: E402
 from mr_tl.train import assign_workers, initial_state, rounds_per_epoch  # noqa: E402
-from synthetic import synthetic_arrays  # noqa: E402
 
 CACHE = os.path.join(os.path.expanduser("~/.cache"), "mr_tl", "bench")
 MODEL = os.path.join(os.path.dirname(HERE), "models", "efficientnet-lite0-features.onnx")

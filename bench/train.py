@@ -34,12 +34,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from synthetic import synthetic_features  # noqa: E402
+
 from mr_tl.features import read_lines  # noqa: E402
 from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, run_minibatches  # noqa: E402
 from mr_tl.records import FeatureRecord  # noqa: E402
 from mr_tl.rounds import RoundParams, simulate_round, split_by_worker  # noqa: E402
 from mr_tl.train import assign_workers, initial_state, rounds_per_epoch  # noqa: E402
-from synthetic import synthetic_features  # noqa: E402
 
 PY = sys.executable
 

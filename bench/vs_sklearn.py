@@ -28,12 +28,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from scaling import by_split, real_features  # noqa: E402
+from synthetic import synthetic_arrays  # noqa: E402
+
 from mr_tl.head import SoftmaxHead  # noqa: E402
 from mr_tl.records import FeatureRecord  # noqa: E402
 from mr_tl.rounds import RoundParams, simulate_round, split_by_worker  # noqa: E402
 from mr_tl.train import assign_workers, initial_state  # noqa: E402
-from scaling import by_split, real_features  # noqa: E402
-from synthetic import synthetic_arrays  # noqa: E402
 
 
 def mr_tl_head(data, epochs):

@@ -21,13 +21,15 @@ import numpy as np
 from mrjob.protocol import RawProtocol, RawValueProtocol
 
 from mr_tl import storage
-from mr_tl.head import SoftmaxHead, log_softmax
-from mr_tl.job import JobInputError, MRTLJob
-from mr_tl.metrics import confusion_matrix, per_class, summarize, top_k_hits
-from mr_tl.records import SPLITS, FeatureRecord, decode_arrays, encode_arrays, load_npz, parse_feature_line
-from mr_tl.run import RunDir, RunError
 
 # Losses are summed as integers of this unit so the total does not depend on
+from mr_tl.errors import InputError, RunError
+from mr_tl.head import SoftmaxHead, log_softmax
+from mr_tl.job import MRTLJob
+from mr_tl.metrics import confusion_matrix, per_class, summarize, top_k_hits
+from mr_tl.records import SPLITS, FeatureRecord, decode_arrays, encode_arrays, load_npz, parse_feature_line
+from mr_tl.run import RunDir
+
 # the order partial sums arrive in (float addition is not associative).
 LOSS_UNIT = 1e-9
 BATCH = 512
@@ -142,9 +144,9 @@ class MREvaluate(MRTLJob):
     def check_inputs(self):
         o = self.options
         if not o.run:
-            raise JobInputError("--run RUN_DIR is required (the training run to evaluate)")
+            raise InputError("--run RUN_DIR is required (the training run to evaluate)")
         if not o.args:
-            raise JobInputError("give the feature records to score (featurize output, or .parquet via "
+            raise InputError("give the feature records to score (featurize output, or .parquet via "
                                 "python -m mr_tl.parquet --to-text)")
         run = RunDir(o.run)
         try:
@@ -153,28 +155,28 @@ class MREvaluate(MRTLJob):
                 raise RunError("%s does not exist: has training finished?" % o.head)
             meta, arrays = load_npz(o.head)
         except (RunError, OSError, ValueError) as e:
-            raise JobInputError(str(e)) from None
+            raise InputError(str(e)) from None
         if arrays["W"].shape[1] != len(self.classes):
-            raise JobInputError("head has %d classes, labels.json lists %d" % (arrays["W"].shape[1], len(self.classes)))
+            raise InputError("head has %d classes, labels.json lists %d" % (arrays["W"].shape[1], len(self.classes)))
         fs = self.driver_fs()
         dim = storage.first_feature_dim(fs, storage.expand_inputs(o.args, storage.FEATURES_PATTERN))
         if dim is not None and dim != arrays["W"].shape[0]:
-            raise JobInputError("the features have %d values per image, but the head expects %d: were they made "
+            raise InputError("the features have %d values per image, but the head expects %d: were they made "
                                 "with another model than the one the head was trained on?" % (dim, arrays["W"].shape[0]))
         labels_text = storage.find_labels(o.args, fs)
         if labels_text is not None and json.loads(labels_text)["classes"] != self.classes:
-            raise JobInputError("the features' labels differ from the run's labels.json: the head was trained "
+            raise InputError("the features' labels differ from the run's labels.json: the head was trained "
                                 "on other classes (or in another order)")
         o.args = storage.expand_inputs(o.args, storage.FEATURES_PATTERN)
 
     def report(self, runner):
         lines = list(storage.cat_lines(runner))
         if len(lines) != 1:
-            raise JobInputError("evaluation reducer wrote %d lines, expected 1" % len(lines))
+            raise InputError("evaluation reducer wrote %d lines, expected 1" % len(lines))
         meta, arrays = decode_arrays(lines[0])
         cm = arrays["cm"]
         if cm.sum() == 0:
-            raise JobInputError("the %s split has no featurized examples in these features" % self.options.split)
+            raise InputError("the %s split has no featurized examples in these features" % self.options.split)
         k = self.options.top_k
         result = summarize(cm, meta["hits"], meta["loss_units"] * LOSS_UNIT, k=k)
         result["split"] = self.options.split

@@ -17,9 +17,10 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from mr_tl.cli import fail
+from mr_tl.errors import ModelError, RunError
 from mr_tl.model import graph
-from mr_tl.model.spec import ModelError, load_model_spec
-from mr_tl.run import RunDir, RunError
+from mr_tl.model.spec import load_model_spec
+from mr_tl.run import RunDir
 
 CLASSES_KEY = "mr_tl.classes"
 OUTPUT = "probabilities"

@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mr_tl.records import SPLITS, FeatureRecord, RecordError, RejectedRecord, parse_feature_line
+from mr_tl.errors import FeatureError, RecordError
+from mr_tl.records import SPLITS, FeatureRecord, RejectedRecord, parse_feature_line
 
 PARQUET_LABELS_KEY = b"mr_tl.labels"
 
 
-class FeatureError(ValueError):
-    """Features that cannot be used as they are (what was expected, what was found)."""
 
 
 @dataclass

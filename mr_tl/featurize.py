@@ -31,12 +31,13 @@ import time
 
 from mrjob.protocol import RawValueProtocol
 
+from mr_tl import storage
+from mr_tl.errors import InputError, ModelError, RecordError
 from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
-from mr_tl.job import JobInputError, MRTLJob, task_threads, threads_in_task
-from mr_tl.model.spec import ModelError, ModelSpec, load_model_spec, sidecar_path
-from mr_tl.records import FeatureRecord, PackedImage, RecordError, RejectedRecord, feature_line_head
-from mr_tl import storage
+from mr_tl.job import MRTLJob, task_threads, threads_in_task
+from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
+from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord, feature_line_head
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,10 @@ class MRFeaturize(MRTLJob):
             try:
                 shipped = external_data_files(self.options.model)
             except ModelError as e:
-                raise JobInputError(str(e)) from None
+                raise InputError(str(e)) from None
             for path, location in shipped:
                 if os.path.basename(location) != location:
-                    raise JobInputError("%s keeps weights in %r; the featurize job ships external data only "
+                    raise InputError("%s keeps weights in %r; the featurize job ships external data only "
                                         "as plain file names beside the graph" % (self.options.model, location))
                 files.append("%s#%s" % (path, location))
         return files
@@ -140,17 +141,17 @@ class MRFeaturize(MRTLJob):
     def check_inputs(self):
         o = self.options
         if not o.model:
-            raise JobInputError("--model is required (an .onnx feature extractor with its sidecar .json)")
+            raise InputError("--model is required (an .onnx feature extractor with its sidecar .json)")
         if not o.output_dir:
-            raise JobInputError("-o/--output-dir is required")
+            raise InputError("-o/--output-dir is required")
         if not o.args:
-            raise JobInputError("give at least one packed input (a pack output folder or its .tsv shards)")
+            raise InputError("give at least one packed input (a pack output folder or its .tsv shards)")
         if o.batch_size < 1:
-            raise JobInputError("--batch-size must be at least 1, found %d" % o.batch_size)
+            raise InputError("--batch-size must be at least 1, found %d" % o.batch_size)
         local_out = o.output_dir[len("file://"):] if o.output_dir.startswith("file://") else o.output_dir
         if not storage.is_uri(local_out) and os.path.exists(local_out) and os.listdir(local_out):
             # mrjob's local runners would overwrite it without a word (Hadoop refuses too)
-            raise JobInputError("output folder %s already exists; remove it or choose another -o" % o.output_dir)
+            raise InputError("output folder %s already exists; remove it or choose another -o" % o.output_dir)
         try:
             spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
             # the graph loads and matches its sidecar
@@ -161,7 +162,7 @@ class MRFeaturize(MRTLJob):
             else:
                 Featurizer(o.model, spec, threads=1, verify_hash=False, check_only=True)
         except ModelError as e:
-            raise JobInputError(str(e)) from None
+            raise InputError(str(e)) from None
         self.args_before_expansion = list(o.args)
         o.args = storage.expand_inputs(o.args, storage.PACKED_SUFFIX)
         if alias == "local" and not any(storage.is_uri(a) or a.endswith((".gz", ".bz2")) for a in o.args):
@@ -222,9 +223,9 @@ class MRFeaturize(MRTLJob):
         if len(rejected) > 20:
             log.info("  ... %d more in %s/_summary.json", len(rejected) - 20, self.options.output_dir)
         if duplicates:
-            raise JobInputError("%d image ids appear more than once in the output" % duplicates)
+            raise InputError("%d image ids appear more than once in the output" % duplicates)
         if featurized + len(rejected) != read or (expected is not None and read != expected):
-            raise JobInputError("counts do not add up: featurized %d + rejected %d != input %d (manifest: %s)"
+            raise InputError("counts do not add up: featurized %d + rejected %d != input %d (manifest: %s)"
                                 % (featurized, len(rejected), read, expected))
 
 

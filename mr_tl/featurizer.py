@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from mr_tl.model.spec import ModelError, load_model_spec
+from mr_tl.errors import ModelError
+from mr_tl.model.spec import load_model_spec
 
 
 def session_options(threads, check_only=False):

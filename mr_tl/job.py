@@ -27,6 +27,7 @@ from mrjob.job import MRJob
 from mrjob.step import StepFailedException
 
 import mr_tl
+from mr_tl.errors import InputError
 from mr_tl.featurizer import default_threads
 
 log = logging.getLogger("mr_tl")
@@ -34,8 +35,6 @@ log = logging.getLogger("mr_tl")
 THREAD_ENV_VARS = ("MR_TL_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-class JobInputError(ValueError):
-    """Inputs that would make the job fail or lie; raised before it runs."""
 
 
 def package_zip():
@@ -129,7 +128,7 @@ class MRTLJob(MRJob):
         return kwargs
 
     def check_inputs(self):
-        """Raise JobInputError if the job should not run; called before submitting."""
+        """Raise InputError if the job should not run; called before submitting."""
 
     def driver_fs(self):
         """Filesystem for the driver's own reads of inputs and side files: local paths, and hdfs:// URIs
@@ -160,7 +159,7 @@ class MRTLJob(MRJob):
                     logger.setLevel(logging.INFO)
         try:
             self.check_inputs()
-        except JobInputError as e:
+        except InputError as e:
             print("error: %s" % e, file=sys.stderr)
             sys.exit(2)
         with self.make_runner() as runner:
@@ -175,7 +174,7 @@ class MRTLJob(MRJob):
                 self.stdout.flush()
             try:
                 self.report(runner)
-            except JobInputError as e:
+            except InputError as e:
                 print("error: %s" % e, file=sys.stderr)
                 sys.exit(1)
 

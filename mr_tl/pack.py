@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from mr_tl import __version__
 from mr_tl.cli import fail
 from mr_tl.digest import file_digest
+from mr_tl.errors import PackError
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, probe, read_file
 from mr_tl.records import SPLITS, PackedImage
 from mr_tl.seeding import rng
@@ -38,8 +39,6 @@ MANIFEST_FORMAT = "mr_tl.pack-manifest/1"
 LABELS_FORMAT = "mr_tl.labels/1"
 
 
-class PackError(ValueError):
-    """The image folder or the options cannot be packed as asked."""
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ import tempfile
 
 from mr_tl import storage
 from mr_tl.cli import fail
-from mr_tl.features import FeatureError, read_parquet, read_sources, write_parquet
-from mr_tl.job import JobInputError
-from mr_tl.pack import PackError
+from mr_tl.errors import FeatureError, InputError, PackError
+from mr_tl.features import read_parquet, read_sources, write_parquet
 from mr_tl.records import FeatureRecord
 
 
@@ -89,7 +88,7 @@ def main(argv=None):
             features = parquet_to_text(fs, args.inputs[0], args.output)
         else:
             features = text_to_parquet(fs, args.inputs, args.output, args.labels)
-    except (FeatureError, JobInputError, PackError) as e:
+    except (FeatureError, InputError, PackError) as e:
         fail(str(e))
     print("wrote %d feature vectors (%d-d, %d classes)%s to %s"
           % (len(features), features.dim, len(features.classes),

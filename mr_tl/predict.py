@@ -15,11 +15,11 @@ import sys
 import numpy as np
 
 from mr_tl.cli import fail
+from mr_tl.errors import ModelError
 from mr_tl.export import classes_of
 from mr_tl.featurizer import Featurizer, default_threads
 from mr_tl.images import ImageRejected, preprocess, read_file
 from mr_tl.model import graph
-from mr_tl.model.spec import ModelError
 
 
 class Classifier:

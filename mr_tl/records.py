@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mr_tl.errors import RecordError
+
 SPLITS = ("train", "val", "test")
 
 FEATURE_DTYPE = np.dtype("<f4")
@@ -41,8 +43,6 @@ _ESCAPES = {"%": "%25", "\t": "%09", "\n": "%0A", "\r": "%0D"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 
 
-class RecordError(ValueError):
-    """A line that is not a valid record of the expected kind."""
 
 
 def escape_field(text):

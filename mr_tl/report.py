@@ -20,7 +20,8 @@ import os
 import sys
 
 from mr_tl.cli import fail
-from mr_tl.run import RunDir, RunError
+from mr_tl.errors import RunError
+from mr_tl.run import RunDir
 
 
 def loss_series(metrics):

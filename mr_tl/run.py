@@ -21,13 +21,12 @@ import os
 import re
 
 from mr_tl.digest import file_digest
+from mr_tl.errors import RunError
 from mr_tl.records import load_npz, save_npz
 
 CHECKPOINT_RE = re.compile(r"^round-(\d{6})\.npz$")
 
 
-class RunError(ValueError):
-    """A run directory that cannot be used as asked."""
 
 
 def atomic_write(path, data):

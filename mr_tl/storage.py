@@ -18,7 +18,7 @@ import tempfile
 
 from mrjob.util import to_lines
 
-from mr_tl.job import JobInputError
+from mr_tl.errors import InputError
 
 PACKED_SUFFIX = ".tsv"
 FEATURES_PATTERN = "part-*"
@@ -65,18 +65,18 @@ def expand_inputs(paths, pattern):
         if _has_glob(local):
             matches = sorted(p for p in glob.glob(local) if _visible(os.path.basename(p)))
             if not matches:
-                raise JobInputError("no input matches %s" % path)
+                raise InputError("no input matches %s" % path)
             out += matches
         elif os.path.isdir(local):
             matches = sorted(os.path.join(local, n) for n in os.listdir(local)
                              if _visible(n) and fnmatch.fnmatch(n, glob_pattern))
             if not matches:
-                raise JobInputError("folder %s has no %s files" % (path, glob_pattern))
+                raise InputError("folder %s has no %s files" % (path, glob_pattern))
             out += matches
         elif os.path.isfile(local):
             out.append(local)
         else:
-            raise JobInputError("input %s does not exist" % path)
+            raise InputError("input %s does not exist" % path)
     return out
 
 
@@ -90,8 +90,8 @@ def _folder_of(path):
 
 
 def _command_failed(e, path):
-    """A JobInputError for an OSError of the ``hadoop`` command itself (not found, not executable)."""
-    return JobInputError("cannot read %s: %s (give the hadoop command with --hadoop-bin, or hadoop_bin "
+    """A InputError for an OSError of the ``hadoop`` command itself (not found, not executable)."""
+    return InputError("cannot read %s: %s (give the hadoop command with --hadoop-bin, or hadoop_bin "
                          "in the mrjob.conf given with -c)" % (path, e))
 
 
@@ -278,9 +278,9 @@ def list_data_files(fs, paths, pattern):
         except OSError as e:
             if e.errno is not None:
                 raise _command_failed(e, path) from None
-            raise JobInputError("cannot list %s" % path) from None
+            raise InputError("cannot list %s" % path) from None
         if not found:
-            raise JobInputError("input %s does not exist" % path)
+            raise InputError("input %s does not exist" % path)
         if len(found) == 1 and found[0].rstrip("/") == path.rstrip("/"):
             out.append(path)  # a single file
             continue
@@ -288,7 +288,7 @@ def list_data_files(fs, paths, pattern):
         keep = [f for f in found if fnmatch.fnmatch(posixpath.basename(f), pattern)
                 and all(_visible(part) for part in f[len(root):].split("/") if part)]
         if not keep:
-            raise JobInputError("%s has no %s files" % (path, pattern))
+            raise InputError("%s has no %s files" % (path, pattern))
         out += keep
     return out
 

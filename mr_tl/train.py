@@ -50,12 +50,13 @@ from mrjob.step import StepFailedException
 
 from mr_tl import __version__, averaging, storage
 from mr_tl.cli import fail
-from mr_tl.features import FeatureError, is_parquet, read_parquet, read_sources
+from mr_tl.errors import FeatureError, InputError, RunError, TrainingError
+from mr_tl.features import is_parquet, read_parquet, read_sources
 from mr_tl.head import SoftmaxHead, log_softmax
-from mr_tl.job import JobInputError, split_runner_args
+from mr_tl.job import split_runner_args
 from mr_tl.metrics import confusion_matrix, summarize, top_k_hits
 from mr_tl.records import FeatureRecord, decode_arrays, save_npz
-from mr_tl.run import RunDir, RunError
+from mr_tl.run import RunDir
 from mr_tl.seeding import rng
 
 # Options whose change would change the result: --resume refuses if any differ.
@@ -63,8 +64,6 @@ TRAINING_KEYS = ("seed", "workers", "averaging_frequency", "batch_size", "lr", "
                  "outer_optimizer", "block_momentum", "block_lr")
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (diverged, a round failed); the last good checkpoint is kept."""
 
 
 # -- features -------------------------------------------------------------------
@@ -513,7 +512,7 @@ def main(argv=None):
         logging.getLogger("mrjob").setLevel(logging.ERROR)
     try:
         train(args, runner_args, out=lambda m: print(m, flush=True))
-    except (FeatureError, RunError, JobInputError, TrainingError) as e:
+    except (FeatureError, RunError, InputError, TrainingError) as e:
         fail(str(e), code=1 if isinstance(e, TrainingError) else 2)
 
 

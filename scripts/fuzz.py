@@ -19,11 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def targets():
     """(name, function of bytes) pairs; each may only raise its documented error."""
-    from mr_tl.features import FeatureError, read_lines
+    from mr_tl.errors import FeatureError, RecordError
+    from mr_tl.features import read_lines
     from mr_tl.images import ImageRejected, preprocess
     from mr_tl.model.spec import ModelSpec
-    from mr_tl.records import (PackedImage, RecordError, decode_arrays, parse_feature_line,
-                               unescape_field)
+    from mr_tl.records import PackedImage, decode_arrays, parse_feature_line, unescape_field
 
     spec = ModelSpec(input_name="input", input_size=(32, 32), output_name="out", output_dim=1,
                      resize="center-crop", resize_shorter=40)
@@ -70,7 +70,8 @@ def run_atheris(argv):
 
 
 def run_hypothesis(examples):
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     def checker(fn):
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -16,9 +16,8 @@ your own HDFS / local paths):
 Mark such tests ``@pytest.mark.hadoop`` (``-m "not hadoop"`` deselects them;
 ``MR_TL_SKIP_HADOOP=1`` skips them).
 """
-import pytest
-
 import hadoop_harness
+import pytest
 
 __all__ = ['pytest_configure', 'pytest_terminal_summary', 'hadoop_home',
            'hadoop_standalone', 'hadoop_cluster']

@@ -19,10 +19,15 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
+from mr_tl.errors import ModelError
 from mr_tl.model.efficientnet_lite import (
-    EFFICIENTNET_LITE0_SHA256, LAYERS, LITE0_PREPROCESSING, build_efficientnet_lite0, find_lite0_checkpoint,
-    load_lite0_state_dict)
-from mr_tl.model.spec import ModelError
+    EFFICIENTNET_LITE0_SHA256,
+    LAYERS,
+    LITE0_PREPROCESSING,
+    build_efficientnet_lite0,
+    find_lite0_checkpoint,
+    load_lite0_state_dict,
+)
 from mr_tl.model.torch_checkpoint import MAGIC_NUMBER, CheckpointError, read_state_dict
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

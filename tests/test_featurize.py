@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from mr_tl import storage
+from mr_tl.errors import InputError
 from mr_tl.featurize import MRFeaturize
 from mr_tl.images import preprocess
-from mr_tl.job import JobInputError
 from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
 from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord, parse_feature_line
 
@@ -270,7 +270,7 @@ def test_counts_that_do_not_match_the_manifest_fail_the_job(tiny_vgg16_fc2, pack
     pack_dir = copy_pack(packed_demo, tmp_path / "packed")
     extra = PackedImage("000.circle/extra.jpg", 0, "train", truncated_jpeg()).to_line()
     append_to_shard(pack_dir, "train-00000.tsv", [extra], update_manifest=False)
-    with pytest.raises(JobInputError, match=r"counts do not add up: featurized 48 \+ rejected 1 != input 49 "
+    with pytest.raises(InputError, match=r"counts do not add up: featurized 48 \+ rejected 1 != input 49 "
                                             r"\(manifest: 48\)"):
         featurize_in_process("--model", tiny_vgg16_fc2, pack_dir, "-o", tmp_path / "out")
 

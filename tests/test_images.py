@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import mr_tl.images as images
+from mr_tl.errors import ModelError
 from mr_tl.images import REJECT_REASONS, ImageRejected, preprocess, probe, read_file, to_input
-from mr_tl.model.spec import ModelError, ModelSpec
+from mr_tl.model.spec import ModelSpec
 
 
 def make_spec(height, width, **kw):

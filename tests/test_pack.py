@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import mr_tl.pack as pack_module
-from mr_tl.pack import (
-    LABELS_FORMAT, MANIFEST_FORMAT, PackError, SplitSize, describe, load_labels, pack, parse_size, split_class)
+from mr_tl.errors import PackError
+from mr_tl.pack import LABELS_FORMAT, MANIFEST_FORMAT, SplitSize, describe, load_labels, pack, parse_size, split_class
 from mr_tl.records import PackedImage
 
 

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mr_tl import parquet as parquet_cli
-from mr_tl.features import PARQUET_LABELS_KEY, FeatureError, FeatureSet, read_lines, read_parquet, write_parquet
+from mr_tl.errors import FeatureError
+from mr_tl.features import PARQUET_LABELS_KEY, FeatureSet, read_lines, read_parquet, write_parquet
 from mr_tl.pack import load_labels
 from mr_tl.records import FeatureRecord, RejectedRecord, parse_feature_line
 

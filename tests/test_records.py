@@ -9,9 +9,21 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from mr_tl.errors import RecordError
 from mr_tl.records import (
-    FEATURE_DTYPE, FeatureRecord, PackedImage, RecordError, RejectedRecord, decode_arrays, encode_arrays,
-    escape_field, feature_line_head, load_npz, parse_feature_line, save_npz, unescape_field)
+    FEATURE_DTYPE,
+    FeatureRecord,
+    PackedImage,
+    RejectedRecord,
+    decode_arrays,
+    encode_arrays,
+    escape_field,
+    feature_line_head,
+    load_npz,
+    parse_feature_line,
+    save_npz,
+    unescape_field,
+)
 
 NASTY_IDS = [
     "001.ak47/001_0001.jpg",

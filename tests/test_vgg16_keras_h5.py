@@ -24,11 +24,11 @@ h5py = pytest.importorskip("h5py", reason="h5py (the 'convert' extra) is needed 
 
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+from keras_h5 import write_keras_legacy_h5  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from keras_h5 import write_keras_legacy_h5  # noqa: E402
+from mr_tl.errors import ModelError
 from mr_tl.model import vgg16 as mv  # noqa: E402
-from mr_tl.model.spec import ModelError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = dict(mv.TINY, input=64)  # block5_pool 2x2x16 -> fc1 has 64 inputs

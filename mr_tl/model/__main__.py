@@ -19,8 +19,9 @@ import os
 import sys
 
 from mr_tl.cli import fail
+from mr_tl.errors import ModelError
 from mr_tl.model import graph, vgg16
-from mr_tl.model.spec import ModelError, ModelSpec, sha256_file, sidecar_path
+from mr_tl.model.spec import ModelSpec, sha256_file, sidecar_path
 
 PRESETS = {"vgg16": vgg16.PREPROCESSING}
 

@@ -34,7 +34,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mr_tl.model.spec import ModelError, ModelSpec
+from mr_tl.errors import ModelError
+from mr_tl.model.spec import ModelSpec
 from mr_tl.model.torch_checkpoint import read_state_dict
 
 OPSET = 17

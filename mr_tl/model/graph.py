@@ -17,7 +17,8 @@ import onnx
 import onnx.utils
 from onnx import helper, shape_inference
 
-from mr_tl.model.spec import ModelError, ModelSpec, sha256_file, sidecar_path
+from mr_tl.errors import ModelError
+from mr_tl.model.spec import ModelSpec, sha256_file, sidecar_path
 
 LAYERS_KEY = "mr_tl.layers"
 

@@ -49,10 +49,11 @@ import tempfile
 
 import numpy as np
 
+from mr_tl.errors import ModelError, RecordError
 from mr_tl.images import ImageRejected, preprocess
 from mr_tl.model import graph
-from mr_tl.model.spec import ModelError, load_model_spec
-from mr_tl.records import PackedImage, RecordError
+from mr_tl.model.spec import load_model_spec
+from mr_tl.records import PackedImage
 from mr_tl.seeding import rng
 
 QUANTIZED_KEY = "mr_tl.quantized"
@@ -61,7 +62,7 @@ QUANTIZED_KEY = "mr_tl.quantized"
 def _shard_files(calibration):
     """Local ``.tsv`` shards named by ``calibration`` (pack folders or files)."""
     from mr_tl import storage
-    from mr_tl.job import JobInputError
+    from mr_tl.errors import InputError
 
     paths = [calibration] if isinstance(calibration, (str, os.PathLike)) else list(calibration)
     if not paths:
@@ -72,7 +73,7 @@ def _shard_files(calibration):
                              "to local disk first)" % path)
     try:
         return storage.expand_inputs([str(p) for p in paths], storage.PACKED_SUFFIX)
-    except JobInputError as e:
+    except InputError as e:
         raise ModelError("calibration input: %s" % e) from None
 
 

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from mr_tl.digest import file_digest
+from mr_tl.errors import ModelError
 
 SPEC_FORMAT = "mr_tl.model-spec/1"
 
@@ -25,8 +26,6 @@ RESIZE_POLICIES = ("squash", "center-crop")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
-class ModelError(ValueError):
-    """A model file or sidecar that cannot be used, with what was expected."""
 
 
 def sha256_file(path):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mr_tl.model.spec import ModelError
+from mr_tl.errors import ModelError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001

@@ -26,7 +26,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mr_tl.digest import file_digest
-from mr_tl.model.spec import ModelError, ModelSpec
+from mr_tl.errors import ModelError
+from mr_tl.model.spec import ModelSpec
 from mr_tl.seeding import rng
 
 OPSET = 17

@@ -40,12 +40,21 @@ import re
 import time
 from pathlib import Path
 
+import hadoop_harness
 import numpy as np
 import pytest
-
-import hadoop_harness
-from pipeline_checks import (Cli, assert_same_features, checkpoint_files, evaluation_files, export_and_predict,
-                             head_of, metrics_without_timings, predict_images, read_feature_dir, summary_counts)
+from pipeline_checks import (
+    Cli,
+    assert_same_features,
+    checkpoint_files,
+    evaluation_files,
+    export_and_predict,
+    head_of,
+    metrics_without_timings,
+    predict_images,
+    read_feature_dir,
+    summary_counts,
+)
 
 pytestmark = pytest.mark.hadoop
 

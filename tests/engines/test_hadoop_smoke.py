@@ -8,9 +8,8 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
 import hadoop_harness
+import pytest
 
 pytestmark = pytest.mark.hadoop
 

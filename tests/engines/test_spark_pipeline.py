@@ -42,11 +42,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import spark_harness
-from pipeline_checks import (Cli, assert_same_features, checkpoint_files, evaluation_files, export_and_predict,
-                             head_of, metrics_without_timings, predict_images, read_feature_dir, summary_counts)
 from conftest_spark import spark_cluster  # noqa: F401  (a fixture)
+from pipeline_checks import (
+    Cli,
+    assert_same_features,
+    checkpoint_files,
+    evaluation_files,
+    export_and_predict,
+    head_of,
+    metrics_without_timings,
+    predict_images,
+    read_feature_dir,
+    summary_counts,
+)
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ real thing is exercised by test_hadoop_pipeline.py.)"""
 import pytest
 
 from mr_tl import storage
-from mr_tl.job import JobInputError
+from mr_tl.errors import InputError
 
 
 @pytest.mark.parametrize('path, pattern, expected', [
@@ -48,7 +48,7 @@ def test_a_hadoop_command_that_cannot_run_is_an_error_not_a_missing_file(call, t
     """Before, a missing hadoop command made _labels.json look absent ("give
     --labels"); now the error names the command and how to give it."""
     fs = storage.filesystem(str(tmp_path / 'no-such-hadoop'))
-    with pytest.raises(JobInputError, match=r'no-such-hadoop.*--hadoop-bin'):
+    with pytest.raises(InputError, match=r'no-such-hadoop.*--hadoop-bin'):
         call(fs)
 
 

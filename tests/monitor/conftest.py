@@ -28,8 +28,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from monitor_helpers import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, http_request, run_train,  # noqa: E402
-                             serving, write_features)
+from monitor_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, http_request, run_train, serving, write_features  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def make_features():

@@ -11,7 +11,7 @@ import time
 import pytest
 from monitor_helpers import fake_config, fake_record, fake_run, get_json, line, metrics_points
 
-from mr_tl.monitor import Monitor, clean_record, safe_relative, BadPath
+from mr_tl.monitor import BadPath, Monitor, clean_record, safe_relative
 from mr_tl.report import loss_series, smooth
 from mr_tl.run import RunDir
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support,
-                             top_k_accuracy_score)
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
 from mr_tl.metrics import confusion_matrix as mr_confusion_matrix
 from mr_tl.metrics import per_class, summarize, top_k_hits
