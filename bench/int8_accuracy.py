@@ -26,7 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from mr_tl.demo_data import CLASSES, generate  # noqa: E402
-from mr_tl.featurizer import Featurizer, default_threads  # noqa: E402
+from mr_tl.featurizer import Featurizer
+from mr_tl.threads import available_cores  # noqa: E402
 from mr_tl.head import SoftmaxHead  # noqa: E402
 from mr_tl.images import preprocess  # noqa: E402
 from mr_tl.model.quantize import quantize_model  # noqa: E402
@@ -39,7 +40,7 @@ MODEL = os.path.join(os.path.dirname(HERE), "models", "efficientnet-lite0-featur
 
 
 def featurize(model, packed):
-    featurizer = Featurizer(model, threads=default_threads())
+    featurizer = Featurizer(model, threads=available_cores())
     images = []
     for shard in sorted(glob.glob(os.path.join(packed, "*.tsv"))):
         with open(shard, encoding="utf-8") as f:

@@ -46,7 +46,8 @@ def real_features(per_class, seed=0):
     import glob
 
     from mr_tl.demo_data import CLASSES, generate
-    from mr_tl.featurizer import Featurizer, default_threads
+    from mr_tl.featurizer import Featurizer
+    from mr_tl.threads import available_cores
     from mr_tl.images import preprocess
     from mr_tl.model.spec import sha256_file
     from mr_tl.pack import pack
@@ -61,7 +62,7 @@ def real_features(per_class, seed=0):
         with tempfile.TemporaryDirectory() as tmp:
             generate(os.path.join(tmp, "images"), CLASSES, per_class, seed, 160, hard=True)
             pack(os.path.join(tmp, "images"), os.path.join(tmp, "packed"))
-            featurizer = Featurizer(MODEL, threads=default_threads())
+            featurizer = Featurizer(MODEL, threads=available_cores())
             ids, splits, labels, rows = [], [], [], []
             for shard in sorted(glob.glob(os.path.join(tmp, "packed", "*.tsv"))):
                 with open(shard, encoding="utf-8") as f:

@@ -60,6 +60,12 @@ def leaf(worker, examples, arrays, losses=()):
                         {int(worker): [finite_or_none(x) for x in losses]})
 
 
+def empty_leaf(worker, shapes):
+    """The contribution of a worker without examples: zero sums, zero examples, no losses."""
+    return Contribution(0, int(worker), 0, {name: np.zeros(shape, dtype=F64) for name, shape in shapes.items()},
+                        {int(worker): []})
+
+
 def finite_or_none(x):
     """A loss as JSON can carry it: NaN and infinity (a diverging worker) become None."""
     x = float(x) if x is not None else None

@@ -61,6 +61,13 @@ class MultisetHash:
         return cls([counters.get(name, 0) for name in cls.COUNTER_NAMES])
 
     @classmethod
+    def from_hex(cls, text):
+        """The hash whose :meth:`hexdigest` is ``text``."""
+        if len(text) != 8 * LANES:
+            raise ValueError("a MultisetHash digest has %d hex digits, found %d" % (8 * LANES, len(text)))
+        return cls([int(text[8 * i:8 * i + 8], 16) for i in range(LANES)])
+
+    @classmethod
     def of(cls, items):
         h = cls()
         for item in items:

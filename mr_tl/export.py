@@ -11,15 +11,16 @@ needs nothing else.
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 import numpy as np
 from onnx import helper, numpy_helper
 
-from mr_tl.cli import fail
-from mr_tl.errors import ModelError, RunError
+from mr_tl.cli import run_command
+from mr_tl.errors import ModelError, OutputExists
 from mr_tl.model import graph
-from mr_tl.model.spec import load_model_spec
+from mr_tl.model.spec import load_model_spec, sidecar_path
 from mr_tl.run import RunDir
 
 CLASSES_KEY = "mr_tl.classes"
@@ -27,9 +28,65 @@ OUTPUT = "probabilities"
 LOGITS = "head/logits"
 
 
-def build_classifier(trunk_path, head, classes, head_meta=None):
-    """``(model, spec)``: trunk graph + head, checked against each other."""
+def fold_normalization(head, normalizer):
+    """``(W, b)`` of a head that takes the normalization's pre-transformed features instead of
+    normalized ones: ``((u - mean) * scale) @ W + b == u @ (scale * W) + (b - (mean * scale) @ W)``."""
+    W = np.asarray(head.W, dtype=np.float64)
+    if normalizer is None or normalizer.kind == "none":
+        return head.W, head.b
+    scale = np.asarray(normalizer.scale, dtype=np.float64)
+    mean = np.asarray(normalizer.mean, dtype=np.float64)
+    return ((scale[:, None] * W).astype(np.float32),
+            (np.asarray(head.b, dtype=np.float64) - (mean * scale) @ W).astype(np.float32))
+
+
+def _opset(model):
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
+
+
+def _pre_transform_nodes(kind, x, model):
+    """Nodes for mr_tl.normalization.pre_transform of tensor ``x``; returns the output tensor's name."""
+    if kind != "sqrt-l2-zscore":
+        return x
+    g = model.graph
+    g.node.extend([
+        helper.make_node("Abs", [x], ["head/abs"], name="head/abs"),
+        helper.make_node("Sqrt", ["head/abs"], ["head/sqrt"], name="head/sqrt"),
+        helper.make_node("Sign", [x], ["head/sign"], name="head/sign"),
+        helper.make_node("Mul", ["head/sign", "head/sqrt"], ["head/signed_sqrt"], name="head/signed_sqrt"),
+    ])
+    g.initializer.append(numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "head/eps"))
+    if _opset(model) >= 18:   # axes became an input in opset 18
+        g.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "head/axes"))
+        g.node.append(helper.make_node("ReduceL2", ["head/signed_sqrt", "head/axes"], ["head/norm"],
+                                       name="head/norm", keepdims=1))
+    else:
+        g.node.append(helper.make_node("ReduceL2", ["head/signed_sqrt"], ["head/norm"], name="head/norm",
+                                       axes=[1], keepdims=1))
+    g.node.extend([helper.make_node("Max", ["head/norm", "head/eps"], ["head/norm_safe"], name="head/norm_safe"),
+                   helper.make_node("Div", ["head/signed_sqrt", "head/norm_safe"], ["head/unit"], name="head/unit")])
+    return "head/unit"
+
+
+def check_trunk(spec, head_meta, trunk_path):
+    """ModelError if the head was trained on features another trunk (or preprocessing) made."""
+    made_by = ((head_meta or {}).get("features") or {}).get("made_by")
+    if not made_by:
+        return
+    from mr_tl.feature_store import made_by as describe
+
+    mine = describe(spec)
+    for key, what in (("sha256", "graph"), ("preprocessing", "preprocessing")):
+        if made_by.get(key) != mine.get(key):
+            raise ModelError("the head was trained on features of another %s than %s (%s: %r; the head's: %r); "
+                             "export it with the trunk and sidecar that made its features"
+                             % (what, trunk_path, key, mine.get(key), made_by.get(key)))
+
+
+def build_classifier(trunk_path, head, classes, head_meta=None, normalizer=None):
+    """``(model, spec)``: trunk graph + (normalization) + head, checked against each other."""
     spec = load_model_spec(trunk_path)
+    check_trunk(spec, head_meta, trunk_path)
     if head.n_features != spec.output_dim:
         raise ModelError("the head expects %d features but the trunk %s gives %d (%s): was the head trained "
                          "on features of another model?" % (head.n_features, trunk_path, spec.output_dim,
@@ -38,15 +95,17 @@ def build_classifier(trunk_path, head, classes, head_meta=None):
         raise ModelError("head has %d classes but %d class names were given" % (head.n_classes, len(classes)))
     model = graph.load(trunk_path)
     names = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
-    clash = names & {OUTPUT, LOGITS, "head/W", "head/b", "head/flat"}
+    clash = {n for n in names if n.startswith("head/")} | (names & {OUTPUT})
     if clash:
         raise ModelError("trunk already has tensors named %s" % ", ".join(sorted(clash)))
     g = model.graph
     features = spec.output_name
     g.node.append(helper.make_node("Flatten", [features], ["head/flat"], name="head/flatten", axis=1))
-    g.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(head.W, dtype=np.float32), "head/W"),
-                          numpy_helper.from_array(np.ascontiguousarray(head.b, dtype=np.float32), "head/b")])
-    g.node.append(helper.make_node("Gemm", ["head/flat", "head/W", "head/b"], [LOGITS], name="head/dense"))
+    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", "head/flat", model)
+    W, b = fold_normalization(head, normalizer)
+    g.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(W, dtype=np.float32), "head/W"),
+                          numpy_helper.from_array(np.ascontiguousarray(b, dtype=np.float32), "head/b")])
+    g.node.append(helper.make_node("Gemm", [x, "head/W", "head/b"], [LOGITS], name="head/dense"))
     g.node.append(helper.make_node("Softmax", [LOGITS], [OUTPUT], name="head/softmax", axis=1))
     del g.output[:]
     g.output.extend([helper.make_tensor_value_info(OUTPUT, 1, ["N", head.n_classes]),
@@ -77,14 +136,19 @@ def main(argv=None):
     p.add_argument("--trunk", required=True, help="the feature extractor (.onnx + sidecar) the features came from")
     p.add_argument("--run", required=True, help="the training run directory (its head.npz and labels.json)")
     p.add_argument("-o", "--output", required=True, help="classifier .onnx to write (sidecar .json beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT and its sidecar if they exist")
     args = p.parse_args(argv)
-    try:
-        run = RunDir(args.run)
-        head, meta = run.load_head()
-        model, spec = build_classifier(args.trunk, head, run.classes(), meta)
-        graph.save_model(model, args.output, spec)
-    except (ModelError, RunError) as e:
-        fail(str(e))
+    run_command(export, args)
+
+
+def export(args):
+    existing = [p for p in (args.output, sidecar_path(args.output), args.output + ".data") if os.path.exists(p)]
+    if existing and not args.overwrite:
+        raise OutputExists("%s already exists (use --overwrite to replace it, or choose another -o)" % existing[0])
+    run = RunDir(args.run)
+    head, meta, normalizer = run.load_classifier()
+    model, spec = build_classifier(args.trunk, head, run.classes(), meta, normalizer)
+    graph.save_model(model, args.output, spec)
     print("wrote %s (%s -> %d classes) and its sidecar" % (args.output, spec.input_name, head.n_classes))
 
 

@@ -16,13 +16,25 @@ with equal image counts (``balanced_parts``): mrjob's local runner would cut
 them into pieces of equal bytes, and images differ in size.  On Hadoop the
 input splits are HDFS blocks or whole shards, as usual.
 
-When the job ends the command checks that featurized + rejected = input,
-writes ``OUT/_summary.json`` (counts, reasons, every rejected image) and
-``OUT/_labels.json`` (copied from the pack), and prints the summary.
+Every record carries the sha256 of the image file it was made from.  The
+map tasks add every input line and every output line to two
+:class:`~mr_tl.digest.MultisetHash` digests (reported as counters).  When the
+job ends, the command checks, without reading vectors:
+
+* the input lines are exactly those the pack manifest recorded (its
+  per-shard ``lines_digest``): a shard changed after packing is refused;
+* featurized + rejected = input = the images the manifest lists;
+* a scan job over the output (ids only cross the shuffle) finds every record
+  the tasks wrote (same counts, same digest) and no id twice;
+
+then writes ``OUT/_labels.json`` (from the pack; all inputs must agree),
+``OUT/_summary.json`` (counts, reasons, every rejected image, the model and
+its preprocessing, the pack's own accounting) and, last, ``OUT/_COMPLETE``.
+Train, evaluate and parquet read only complete folders.
 """
 
 import gzip
-import json
+import hashlib
 import logging
 import os
 import shutil
@@ -30,14 +42,18 @@ import tempfile
 import time
 
 from mrjob.protocol import RawValueProtocol
+from mrjob.step import StepFailedException
 
-from mr_tl import storage
-from mr_tl.errors import InputError, ModelError, RecordError
+from mr_tl import feature_store, labels, storage
+from mr_tl.digest import MultisetHash
+from mr_tl.errors import InputError, JobFailed, ModelError, RecordError
 from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
-from mr_tl.job import MRTLJob, task_threads, threads_in_task
+from mr_tl.jobs.base import MRTLJob, summed_counters
+from mr_tl.jobs.compat import add_to_command_line, runner_alias, runner_command_line
 from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
-from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord, feature_line_head
+from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord
+from mr_tl.threads import task_threads, threads_in_task
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +61,16 @@ COUNTERS = "mr_tl"
 REJECTED = "mr_tl rejected"
 
 
+INPUT_DIGEST = "mr_tl input digest"
+OUTPUT_DIGEST = "mr_tl output digest"
+
+
 class MRFeaturize(MRTLJob):
     """Packed images -> feature records.
 
     Input: packed image lines ``ID LABEL SPLIT BASE64`` (mr_tl.records.PackedImage).
-    Output: ``F ID LABEL SPLIT BASE64(float32)`` per featurized image and
-    ``R ID LABEL SPLIT REASON DETAIL`` per rejected one.
+    Output: ``F ID LABEL SPLIT SHA256 BASE64(float32)`` per featurized image and
+    ``R ID LABEL SPLIT SHA256 REASON DETAIL`` per rejected one.
     """
 
     INPUT_PROTOCOL = RawValueProtocol
@@ -73,7 +93,7 @@ class MRFeaturize(MRTLJob):
         # options are shipped from the command line, so extend that too)
         if self.options.model and not self.options.spec and not self.options.run_mapper:
             self.options.spec = sidecar_path(self.options.model)
-            self._cl_args = list(self._cl_args) + ["--spec", self.options.spec]
+            add_to_command_line(self, ["--spec", self.options.spec])
 
     def files(self):
         """Also ship the model's external-data files (weights stored beside the graph), under the
@@ -97,41 +117,52 @@ class MRFeaturize(MRTLJob):
         spec = ModelSpec.load(self.options.spec)
         # reused across tasks that share a process (the inline runner)
         self.featurizer = shared_featurizer(self.options.model, spec, threads_in_task(self.options.threads))
-        self.pending = []  # (PackedImage, input array)
+        self.pending = []  # (PackedImage, its sha256, input array)
+        self.input_digest, self.output_digest = MultisetHash(), MultisetHash()
+
+    def _out(self, record):
+        line = record.to_line()
+        self.output_digest.add(line)
+        return None, line
 
     def mapper(self, _, line):
         """Input: one packed image line. Output: feature/rejected record lines (batched)."""
         self.increment_counter(COUNTERS, "input", 1)
+        self.input_digest.add(line.rstrip("\r\n"))
         try:
             image = PackedImage.from_line(line)
         except RecordError as e:
             # not even an id to report: count it and say where
             self.increment_counter(REJECTED, "bad-record", 1)
             self.increment_counter(COUNTERS, "rejected", 1)
-            yield None, RejectedRecord("?line:%s" % line[:60], None, None, "bad-record", str(e)).to_line()
+            yield self._out(RejectedRecord("?line:%s" % line[:60], None, None, "bad-record", str(e)))
             return
+        digest = hashlib.sha256(image.data).hexdigest()
         try:
             x = preprocess(image.data, self.featurizer.spec, self.options.max_pixels, self.options.min_side)
         except ImageRejected as e:
             self.increment_counter(REJECTED, e.reason, 1)
             self.increment_counter(COUNTERS, "rejected", 1)
-            yield None, RejectedRecord(image.id, image.label, image.split, e.reason, e.detail).to_line()
+            yield self._out(RejectedRecord(image.id, image.label, image.split, e.reason, e.detail, digest))
             return
-        self.pending.append((image, x))
+        self.pending.append((image, digest, x))
         if len(self.pending) >= self.options.batch_size:
             yield from self._flush()
 
     def mapper_final(self):
         yield from self._flush()
+        for group, digest in ((INPUT_DIGEST, self.input_digest), (OUTPUT_DIGEST, self.output_digest)):
+            for name, lane in digest.counters().items():
+                self.increment_counter(group, name, lane)
 
     def _flush(self):
         if not self.pending:
             return
         import numpy as np
 
-        features = self.featurizer(np.stack([x for _, x in self.pending]))
-        for (image, _), vector in zip(self.pending, features):
-            yield None, FeatureRecord(image.id, image.label, image.split, vector).to_line()
+        features = self.featurizer(np.stack([x for _, _, x in self.pending]))
+        for (image, digest, _), vector in zip(self.pending, features):
+            yield self._out(FeatureRecord(image.id, image.label, image.split, vector, digest))
         self.increment_counter(COUNTERS, "featurized", len(self.pending))
         self.set_status("featurized a batch of %d" % len(self.pending))
         self.pending = []
@@ -155,7 +186,7 @@ class MRFeaturize(MRTLJob):
         try:
             spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
             # the graph loads and matches its sidecar
-            alias = self._runner_class().alias
+            alias = runner_alias(self)
             if alias == "inline":
                 # the tasks run in this process: load the session they will use, once
                 shared_featurizer(o.model, spec, o.threads or task_threads(alias))
@@ -163,8 +194,11 @@ class MRFeaturize(MRTLJob):
                 Featurizer(o.model, spec, threads=1, verify_hash=False, check_only=True)
         except ModelError as e:
             raise InputError(str(e)) from None
+        self.spec = spec
         self.args_before_expansion = list(o.args)
         o.args = storage.expand_inputs(o.args, storage.PACKED_SUFFIX)
+        # every input must carry the same class list: label numbers mean classes by position
+        self.classes = labels.agreed(labels.beside(self.driver_fs(), self.args_before_expansion))
         if alias == "local" and not any(storage.is_uri(a) or a.endswith((".gz", ".bz2")) for a in o.args):
             # mrjob's local runner cuts inputs into pieces of equal *bytes*: with images of different
             # sizes the tasks get unequal work and a core idles at the end (9 % of the time on
@@ -181,52 +215,75 @@ class MRFeaturize(MRTLJob):
                 shutil.rmtree(self.balanced_dir, ignore_errors=True)
 
     def report(self, runner):
-        counters = {}
-        for step in runner.counters():
-            for group, names in step.items():
-                for name, n in names.items():
-                    counters.setdefault(group, {})[name] = counters.get(group, {}).get(name, 0) + n
+        counters = summed_counters(runner)
         main = counters.get(COUNTERS, {})
         reasons = dict(sorted(counters.get(REJECTED, {}).items()))
-        # read the output back: the counters could lie (a lost task), the records cannot
-        featurized, rejected, ids, per_split = 0, [], set(), {}
-        duplicates = 0
-        for line in storage.cat_lines(runner):
-            kind, image_id, label, split, reason, detail = feature_line_head(line)
-            if image_id in ids:
-                duplicates += 1
-            ids.add(image_id)
-            if kind == "F":
-                featurized += 1
-                per_split[split] = per_split.get(split, 0) + 1
-            else:
-                rejected.append({"id": image_id, "label": label, "split": split, "reason": reason, "detail": detail})
-        expected = storage.expected_images(self.args_before_expansion, runner.fs)
-        read = main.get("input", 0)
-        summary = {
-            "input": read, "expected_from_manifest": expected,
-            "featurized": featurized, "featurized_per_split": dict(sorted(per_split.items())),
-            "rejected": len(rejected), "reasons": reasons,
-            "duplicates": duplicates, "seconds": round(time.time() - self.started, 1),
-            "model": os.path.basename(self.options.model), "rejected_images": rejected,
-        }
-        storage.write_side_file(runner, "_summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
-        labels = storage.find_labels(self.args_before_expansion, runner.fs)
-        if labels is not None:
-            storage.write_side_file(runner, "_labels.json", labels)
-        log.info("featurized %d, rejected %d%s of %d images in %.1f s -> %s",
-                 featurized, len(rejected),
-                 " (%s)" % ", ".join("%s %d" % kv for kv in reasons.items()) if reasons else "",
-                 read, summary["seconds"], self.options.output_dir)
-        for r in rejected[:20]:
-            log.info("  rejected %s: %s %s", r["id"], r["reason"], r["detail"])
-        if len(rejected) > 20:
-            log.info("  ... %d more in %s/_summary.json", len(rejected) - 20, self.options.output_dir)
+        read, featurized, rejected = main.get("input", 0), main.get("featurized", 0), main.get("rejected", 0)
+        written = MultisetHash.from_counters(counters.get(OUTPUT_DIGEST, {}))
+        pack = storage.pack_accounting(self.args_before_expansion, self.driver_fs())
+        summary_extra = {"input": {"images": read, "expected_from_manifest": pack and pack["images"]},
+                         "reasons": reasons, "model": self.model_description(),
+                         "pack": pack and pack["accounting"]}
+        problems = []
+        if pack is not None and read != pack["images"]:
+            problems.append("the tasks read %d images, the pack manifest lists %d" % (read, pack["images"]))
+        elif pack is not None and pack["lines_digest"] is not None and \
+                MultisetHash.from_counters(counters.get(INPUT_DIGEST, {})) != pack["lines_digest"]:
+            problems.append("the packed shards are not what the pack manifest recorded (a shard was changed "
+                            "after packing: check the sha256 of each shard in manifest.json)")
+        if featurized + rejected != read:
+            problems.append("featurized %d + rejected %d != input %d" % (featurized, rejected, read))
+        # the output as it is on disk: ids only cross the shuffle, nothing comes back but counts
+        rejected_heads = []
+        scan, duplicates = self.scan_output(runner, rejected_heads)
+        if scan is None or scan.total_featurized != featurized or scan.total_rejected != rejected \
+                or scan.digest != written:
+            problems.append("the output holds %s records, the tasks wrote %d featurized and %d rejected"
+                            % ("no" if scan is None else "%d featurized and %d rejected" % (
+                                scan.total_featurized, scan.total_rejected), featurized, rejected)
+                            + ("" if scan is None or scan.total_featurized != featurized
+                               or scan.total_rejected != rejected else " (same counts, other content)"))
         if duplicates:
-            raise InputError("%d image ids appear more than once in the output" % duplicates)
-        if featurized + len(rejected) != read or (expected is not None and read != expected):
-            raise InputError("counts do not add up: featurized %d + rejected %d != input %d (manifest: %s)"
-                                % (featurized, len(rejected), read, expected))
+            problems.append("%d image ids appear more than once in the output, e.g. %r"
+                            % (len(duplicates), duplicates[0][0]))
+        rejected_list = [{"id": h.id, "label": h.label, "split": h.split, "reason": h.reason, "detail": h.detail}
+                         for h in sorted(rejected_heads, key=lambda h: h.id)]
+        seconds = round(time.time() - self.started, 1)
+        log.info("featurized %d, rejected %d%s of %d images in %.1f s -> %s", featurized, rejected,
+                 " (%s)" % ", ".join("%s %d" % kv for kv in reasons.items()) if reasons else "", read, seconds,
+                 self.options.output_dir)
+        for r in rejected_list[:20]:
+            log.info("  rejected %s: %s %s", r["id"], r["reason"], r["detail"])
+        if len(rejected_list) > 20:
+            log.info("  ... %d more in %s/_summary.json", len(rejected_list) - 20, self.options.output_dir)
+        if pack is not None:
+            a = pack["accounting"]
+            log.info("  (pack: %d files found, %d packed, %d rejected, %d skipped; see manifest.json)",
+                     a["files_found"], a["images_packed"], a["images_rejected"], a["files_skipped"])
+        if problems:
+            raise JobFailed("the output in %s is not marked complete: %s" % (self.options.output_dir,
+                                                                             "; ".join(problems)))
+        tally = {"featurized": dict(scan.featurized), "rejected": rejected, "digest": written.hexdigest()}
+        summary = feature_store.summary("text", tally, self.spec.output_dim, seconds=seconds,
+                                        rejected_images=rejected_list, **summary_extra)
+        feature_store.write_metadata(runner.fs, runner.get_output_dir(), self.classes, summary)
+
+    def model_description(self):
+        """What made these features (a head trained on them refuses features made another way)."""
+        return feature_store.made_by(self.spec, os.path.basename(self.options.model))
+
+    def scan_output(self, runner, rejected_heads):
+        from mr_tl.jobs.scan import MRScanFeatures, parse_output
+
+        args = runner_command_line(self) + ["--no-check-input-paths", "--dim", str(self.spec.output_dim),
+                                            "--classes", str(len(self.classes))]
+        job = MRScanFeatures(args=args + [storage.join(runner.get_output_dir(), storage.FEATURES_PATTERN)])
+        with job.make_runner() as scan_runner:
+            try:
+                scan_runner.run()
+            except StepFailedException as e:
+                raise JobFailed("the check of the output failed: %s" % e) from None
+            return parse_output(storage.cat_lines(scan_runner), rejected_heads)
 
 
 def balanced_parts(paths, parts, folder):

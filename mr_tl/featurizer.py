@@ -174,11 +174,3 @@ def shared_featurizer(model_path, spec, threads):
         _shared.clear()  # drop the old session before loading a new one
         featurizer = _shared[key] = Featurizer(model_path, spec, threads=threads, verify_hash=False)
     return featurizer
-
-
-def default_threads():
-    """Cores this process may use (respects CPU affinity, e.g. YARN cgroups/taskset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1

@@ -61,3 +61,101 @@ def summarize(cm, top_k=None, loss_sum=None, k=5):
     if loss_sum is not None:
         out["loss"] = float(loss_sum / n) if n else 0.0
     return out
+
+
+# Losses are summed as integers of this unit so that a total does not depend on
+# the order in which partial sums arrive (float addition is not associative).
+# Logits are computed in float64 (score_head); they can still differ in the last
+# bits with how rows are batched (BLAS kernels), and a unit of 1e-6 makes it
+# vanishingly rare (~1e-9 per example) that such a difference changes a count.
+LOSS_UNIT = 1e-6
+# A per-example loss is capped here before it becomes units (a head that gives the
+# true class a probability below e^-1e6 is simply wrong), so each is < 2**60 units.
+MAX_LOSS = 1e6
+
+
+def loss_units(log_p_true):
+    """Summed negative log-likelihood of the true classes, in LOSS_UNITs (a Python int)."""
+    losses = np.nan_to_num(-np.asarray(log_p_true, dtype=np.float64), nan=MAX_LOSS, posinf=MAX_LOSS)
+    units = np.rint(np.minimum(losses, MAX_LOSS) / LOSS_UNIT).astype(np.int64)
+    return sum(int(u) for u in units)
+
+
+def score_head(head, X, y, k=5, with_confusion=False, batch=4096):
+    """:class:`ScoreCounts` of a linear head (``W``, ``b``) on ``X``, ``y``: float64 logits, in batches."""
+    W = np.asarray(head.W, dtype=np.float64)
+    b = np.asarray(head.b, dtype=np.float64)
+    counts = ScoreCounts(confusion=np.zeros((W.shape[1],) * 2, dtype=np.int64) if with_confusion else None)
+    for start in range(0, len(y), batch):
+        logits = np.asarray(X[start:start + batch], dtype=np.float64) @ W + b
+        counts.add(ScoreCounts.of(logits, y[start:start + batch], k, with_confusion))
+    return counts
+
+
+class ScoreCounts:
+    """How a head scores some examples, as counts that add up across map tasks in any order.
+
+    ``examples``, ``correct`` (top-1), ``top_k`` hits and ``loss_units`` are
+    integers; ``confusion`` is the confusion matrix, kept only when asked for
+    (it is classes**2 integers: the evaluate job wants it, a training round
+    does not).
+    """
+
+    FIELDS = ("examples", "correct", "top_k", "loss_units")
+
+    def __init__(self, examples=0, correct=0, top_k=0, loss_units=0, confusion=None):
+        self.examples, self.correct, self.top_k, self.loss_units = (int(examples), int(correct), int(top_k),
+                                                                    int(loss_units))
+        self.confusion = confusion
+
+    @classmethod
+    def of(cls, logits, y, k=5, with_confusion=False):
+        """Counts for one batch of logits and true labels."""
+        from mr_tl.head import log_softmax
+
+        y = np.asarray(y, dtype=np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            log_p = log_softmax(np.asarray(logits))
+        predicted = logits.argmax(axis=1)
+        return cls(len(y), int(np.sum(predicted == y)), top_k_hits(logits, y, k) if len(y) else 0,
+                   loss_units(log_p[np.arange(len(y)), y]),
+                   confusion_matrix(y, predicted, logits.shape[1]) if with_confusion else None)
+
+    def add(self, other):
+        """Add ``other``'s counts to these (in place); returns self."""
+        for name in self.FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.confusion is not None:
+            self.confusion = other.confusion.copy() if self.confusion is None else self.confusion + other.confusion
+        return self
+
+    def to_meta(self):
+        """The counts as a JSON-able dict (the confusion matrix travels separately, as an array)."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    @classmethod
+    def from_meta(cls, meta, confusion=None):
+        return cls(*(int(meta[name]) for name in cls.FIELDS), confusion=confusion)
+
+    @property
+    def accuracy(self):
+        return self.correct / self.examples if self.examples else 0.0
+
+    @property
+    def loss(self):
+        return self.loss_units * LOSS_UNIT / self.examples if self.examples else 0.0
+
+    def summary(self, k=5):
+        """accuracy, loss, top-k accuracy (and macro P/R/F1 when the confusion matrix is kept)."""
+        if self.confusion is not None:
+            return summarize(self.confusion, self.top_k, self.loss_units * LOSS_UNIT, k=k)
+        return {"examples": self.examples, "accuracy": self.accuracy, "loss": self.loss,
+                "top%d_accuracy" % k: self.top_k / self.examples if self.examples else 0.0}
+
+    def __eq__(self, other):
+        return (isinstance(other, ScoreCounts) and self.to_meta() == other.to_meta()
+                and (self.confusion is None) == (other.confusion is None)
+                and (self.confusion is None or np.array_equal(self.confusion, other.confusion)))
+
+    def __repr__(self):
+        return "ScoreCounts(%s)" % ", ".join("%s=%d" % (n, getattr(self, n)) for n in self.FIELDS)

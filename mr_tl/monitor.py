@@ -52,7 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mr_tl.cli import fail
-from mr_tl.report import loss_series, smooth
+from mr_tl.plots import loss_series, smooth
 from mr_tl.run import RunDir
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor_static")

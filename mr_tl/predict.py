@@ -17,16 +17,17 @@ import numpy as np
 from mr_tl.cli import fail
 from mr_tl.errors import ModelError
 from mr_tl.export import classes_of
-from mr_tl.featurizer import Featurizer, default_threads
+from mr_tl.featurizer import Featurizer
 from mr_tl.images import ImageRejected, preprocess, read_file
 from mr_tl.model import graph
+from mr_tl.threads import available_cores
 
 
 class Classifier:
     """An exported classifier: images (file bytes) -> class probabilities."""
 
     def __init__(self, path, threads=None):
-        self.model = Featurizer(path, threads=threads or default_threads())
+        self.model = Featurizer(path, threads=threads or available_cores())
         self.spec = self.model.spec
         self.classes = classes_of(graph.load(path, load_weights=False))
 

@@ -10,8 +10,18 @@ Packed image (written by ``mr_tl.pack``, read by the featurize job)::
 
 Feature record and rejected record (written by the featurize job)::
 
-    F <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> BASE64(float32 little-endian)
-    R <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> REASON <TAB> DETAIL
+    F <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> SHA256 <TAB> BASE64(float32 little-endian)
+    R <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> SHA256 <TAB> REASON <TAB> DETAIL
+
+``SHA256`` is the hex sha256 of the image file's bytes the record was made
+from (``-`` when unknown): with the model's hash in the output's summary it
+says exactly what a feature vector is of, so an unchanged image is never
+featurized twice and a changed one never reuses a stale vector.
+
+Round records (written by the partition job, read by every training round)::
+
+    T <TAB> WORKER <TAB> <feature record>     a training example and its worker
+    V <TAB> <feature record>                  a validation example
 
 ``ID`` is the image's path relative to the image folder (``001.ak47/x.jpg``);
 it and ``DETAIL`` are escaped so that no tab, newline or carriage return can
@@ -30,6 +40,7 @@ import json
 import math
 import zipfile
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,13 +108,18 @@ def _b64decode(text, what):
         raise RecordError("%s is not valid base64: %s" % (what, e)) from None
 
 
-def _line_fields(line):
+def _text(line):
+    """A line as text without its line ending (bytes are decoded as UTF-8)."""
     if isinstance(line, bytes):
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as e:
             raise RecordError("line is not UTF-8: %s" % e) from None
-    return line.rstrip("\r\n").split("\t")
+    return line.rstrip("\r\n")
+
+
+def _line_fields(line):
+    return _text(line).split("\t")
 
 
 @dataclass(frozen=True)
@@ -129,19 +145,29 @@ class PackedImage:
                    _b64decode(data, "image data"))
 
 
+NO_DIGEST = "-"
+
+
+def _check_digest(text):
+    if text != NO_DIGEST and (len(text) != 64 or any(c not in "0123456789abcdef" for c in text)):
+        raise RecordError("image digest must be 64 hex digits or '-', found %r" % text[:70])
+    return text
+
+
 @dataclass(frozen=True, eq=False)
 class FeatureRecord:
-    """The feature vector of one image."""
+    """The feature vector of one image (``sha256``: of the image file it was made from, or ``-``)."""
 
     id: str
     label: int
     split: str
     features: np.ndarray
+    sha256: str = NO_DIGEST
 
     def to_line(self):
         data = np.ascontiguousarray(self.features, dtype=FEATURE_DTYPE).tobytes()
         return "\t".join(("F", escape_field(self.id), _label_field(self.label), _check_split(self.split),
-                          base64.b64encode(data).decode("ascii")))
+                          _check_digest(self.sha256), base64.b64encode(data).decode("ascii")))
 
 
 UNKNOWN = "-"
@@ -160,12 +186,16 @@ class RejectedRecord:
     split: object
     reason: str
     detail: str = ""
+    sha256: str = NO_DIGEST
 
     def to_line(self):
         label = UNKNOWN if self.label is None else _label_field(self.label)
         split = UNKNOWN if self.split is None else _check_split(self.split)
-        return "\t".join(("R", escape_field(self.id), label, split,
+        return "\t".join(("R", escape_field(self.id), label, split, _check_digest(self.sha256),
                           escape_field(self.reason), escape_field(self.detail)))
+
+
+_NOT_A_FEATURE_RECORD = "not a feature record: expected 'F' + 5 fields or 'R' + 6 fields, found %r with %d fields"
 
 
 def parse_feature_line(line, dim=None):
@@ -175,42 +205,91 @@ def parse_feature_line(line, dim=None):
     """
     fields = _line_fields(line)
     kind = fields[0]
-    if kind == "F" and len(fields) == 5:
-        _, image_id, label, split, data = fields
-        raw = _b64decode(data, "feature vector")
-        if len(raw) % 4:
-            raise RecordError("feature vector has %d bytes, not a whole number of float32" % len(raw))
-        features = np.frombuffer(raw, dtype=FEATURE_DTYPE)
-        if dim is not None and features.size != dim:
-            raise RecordError("feature vector of %r has %d values, expected %d"
-                              % (unescape_field(image_id), features.size, dim))
-        return FeatureRecord(unescape_field(image_id), _parse_label(label), _check_split(split), features)
-    if kind == "R" and len(fields) == 6:
-        return RejectedRecord(*parse_rejected_fields(fields[1:]))
-    raise RecordError("not a feature record: expected 'F' + 4 fields or 'R' + 5 fields, found %r with %d fields"
-                      % (kind[:10], len(fields)))
+    if kind == "F" and len(fields) == 6:
+        _, image_id, label, split, digest, data = fields
+        return FeatureRecord(unescape_field(image_id), _parse_label(label), _check_split(split),
+                             decode_vector(data, dim, image_id), _check_digest(digest))
+    if kind == "R" and len(fields) == 7:
+        head = _rejected_head(fields)
+        return RejectedRecord(head.id, head.label, head.split, head.reason, head.detail, head.sha256)
+    raise RecordError(_NOT_A_FEATURE_RECORD % (kind[:10], len(fields)))
 
 
-def parse_rejected_fields(fields):
-    """``(id, label, split, reason, detail)`` of a rejected record's fields after ``R``."""
-    image_id, label, split, reason, detail = fields
-    return (unescape_field(image_id), None if label == UNKNOWN else _parse_label(label),
-            None if split == UNKNOWN else _check_split(split), unescape_field(reason), unescape_field(detail))
+def decode_vector(text, dim=None, image_id=""):
+    """The float32 vector of a feature record's last field."""
+    raw = _b64decode(text, "feature vector")
+    if len(raw) % 4:
+        raise RecordError("feature vector has %d bytes, not a whole number of float32" % len(raw))
+    features = np.frombuffer(raw, dtype=FEATURE_DTYPE)
+    if dim is not None and features.size != dim:
+        raise RecordError("feature vector of %r has %d values, expected %d"
+                          % (unescape_field(image_id), features.size, dim))
+    return features
+
+
+class RecordHead(NamedTuple):
+    """A feature or rejected record without its vector (:func:`feature_line_head`)."""
+
+    kind: str            # "F" or "R"
+    id: str
+    label: object        # int, or None when unknown (a damaged input line)
+    split: object        # "train"/"val"/"test", or None when unknown
+    sha256: str
+    reason: object = None  # rejected records only
+    detail: object = None
+
+
+def _rejected_head(fields):
+    _, image_id, label, split, digest, reason, detail = fields
+    return RecordHead("R", unescape_field(image_id), None if label == UNKNOWN else _parse_label(label),
+                      None if split == UNKNOWN else _check_split(split), _check_digest(digest),
+                      unescape_field(reason), unescape_field(detail))
 
 
 def feature_line_head(line):
-    """``(kind, id, label, split, reason, detail)`` of a feature/rejected line, without decoding the vector.
+    """The :class:`RecordHead` of a feature/rejected line, without decoding the vector.
 
-    ``reason`` and ``detail`` are None for a feature record.  A fast pass
-    for counting and listing featurize output.
+    A fast pass for counting, routing and listing featurize output.
     """
     fields = _line_fields(line)
-    if fields[0] == "F" and len(fields) == 5:
-        return ("F", unescape_field(fields[1]), _parse_label(fields[2]), _check_split(fields[3]), None, None)
-    if fields[0] == "R" and len(fields) == 6:
-        return ("R",) + parse_rejected_fields(fields[1:])
-    raise RecordError("not a feature record: expected 'F' + 4 fields or 'R' + 5 fields, found %r with %d fields"
-                      % (fields[0][:10], len(fields)))
+    if fields[0] == "F" and len(fields) == 6:
+        return RecordHead("F", unescape_field(fields[1]), _parse_label(fields[2]), _check_split(fields[3]),
+                          _check_digest(fields[4]))
+    if fields[0] == "R" and len(fields) == 7:
+        return _rejected_head(fields)
+    raise RecordError(_NOT_A_FEATURE_RECORD % (fields[0][:10], len(fields)))
+
+
+# ---------------------------------------------------------------------------
+# round records: the partition job's output, every round's input
+
+def train_line(worker, feature_line):
+    """``T WORKER <feature record>``: a training example and the worker that trains on it."""
+    return "T\t%d\t%s" % (int(worker), feature_line)
+
+
+def val_line(feature_line):
+    """``V <feature record>``: a validation example."""
+    return "V\t" + feature_line
+
+
+def parse_round_line(line, dim=None):
+    """``(kind, worker, FeatureRecord)`` of a round record; ``worker`` is None for ``V``."""
+    line = _text(line)
+    if line.startswith("T\t"):
+        _, worker, rest = line.split("\t", 2)
+        if not (worker.isascii() and worker.isdigit()):
+            raise RecordError("round record: worker must be a number, found %r" % worker[:20])
+        record = parse_feature_line(rest, dim)
+        kind, worker = "T", int(worker)
+    elif line.startswith("V\t"):
+        record = parse_feature_line(line[2:], dim)
+        kind, worker = "V", None
+    else:
+        raise RecordError("not a round record: expected 'T' or 'V' first, found %r" % line[:10])
+    if not isinstance(record, FeatureRecord):
+        raise RecordError("round record holds a rejected record (%r)" % record.id)
+    return kind, worker, record
 
 
 # ---------------------------------------------------------------------------

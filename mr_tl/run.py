@@ -158,26 +158,43 @@ class RunDir:
 
     # -- the head ---------------------------------------------------------------
 
-    def write_head(self, W, b, meta):
+    def write_arrays(self, name, meta, arrays):
+        """Write an .npz of named arrays (and a JSON meta dict) atomically."""
         os.makedirs(self.path, exist_ok=True)
-        path = self.file("head.npz")
+        path = self.file(name)
         tmp = "%s.tmp-%d" % (path, os.getpid())
-        save_npz(tmp, meta, {"W": W, "b": b})
+        save_npz(tmp, meta, arrays)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return path
 
+    def write_head(self, W, b, meta, normalization_arrays=None):
+        """The trained head: W, b, and the statistics of its feature normalization (if any)."""
+        arrays = {"W": W, "b": b}
+        arrays.update(normalization_arrays or {})
+        return self.write_arrays("head.npz", meta, arrays)
+
     def load_head(self):
         """``(head, meta)``; the head's classes and dimensions are checked against labels.json."""
+        head, meta, _ = self.load_classifier()
+        return head, meta
+
+    def load_classifier(self):
+        """``(head, meta, normalizer)``: what turns a raw feature vector into class scores."""
         from mr_tl.head import SoftmaxHead
+        from mr_tl.normalization import Normalizer
 
         path = self.file("head.npz")
         if not os.path.isfile(path):
             raise RunError("%s has no head.npz: training has not finished (or use --checkpoint)" % self.path)
-        meta, arrays = load_npz(path)
-        head = SoftmaxHead(arrays["W"], arrays["b"])
+        try:
+            meta, arrays = load_npz(path)
+            head = SoftmaxHead(arrays["W"], arrays["b"])
+            normalizer = Normalizer.from_arrays(meta.get("normalization", "none"), arrays)
+        except (OSError, ValueError, KeyError) as e:
+            raise RunError("%s is not a head written by mr_tl.train: %s" % (path, e)) from None
         classes = self.classes()
         if head.n_classes != len(classes):
             raise RunError("head has %d classes but labels.json lists %d" % (head.n_classes, len(classes)))
-        return head, meta
+        return head, meta, normalizer

@@ -19,6 +19,7 @@ import tempfile
 from mrjob.util import to_lines
 
 from mr_tl.errors import InputError
+from mr_tl.jobs.compat import cat_file
 
 PACKED_SUFFIX = ".tsv"
 FEATURES_PATTERN = "part-*"
@@ -35,6 +36,16 @@ def is_remote(path):
 
 def _local(path):
     return path[len("file://"):] if path.startswith("file://") else path
+
+
+def local_path(path):
+    """The local file name of a local path or ``file://`` URI."""
+    return _local(path)
+
+
+def is_dir(path):
+    """Whether a local path (or ``file://`` URI) is a folder."""
+    return os.path.isdir(_local(path))
 
 
 def _has_glob(path):
@@ -112,7 +123,7 @@ def read_text(fs, path, listed=False):
     try:
         if not listed and not any(True for _ in fs.ls(path)):
             return None
-        return b"".join(fs._cat_file(path)).decode("utf-8")
+        return b"".join(cat_file(fs, path)).decode("utf-8")
     except OSError as e:
         if e.errno is not None:  # the hadoop command could not even run
             raise _command_failed(e, path) from None
@@ -160,24 +171,45 @@ def find_labels(paths, fs=None):
     return find_side_file(paths, ("labels.json", "_labels.json"), fs)
 
 
-def expected_images(paths, fs=None):
-    """Images the inputs hold according to their pack manifest, or None if unknown."""
-    total = 0
+PACK_ACCOUNTING = ("files_found", "images_packed", "images_rejected", "files_skipped")
+
+
+def pack_accounting(paths, fs=None):
+    """What the pack manifests beside the inputs say of the shards given, or None if unknown:
+    ``{"images": n, "lines_digest": MultisetHash or None, "accounting": {files_found, ...}}``.
+
+    ``lines_digest`` is the sum of the shards' recorded line digests (None if a manifest has
+    none); ``accounting`` adds up the pack's own counts of every manifest involved."""
+    from mr_tl.digest import MultisetHash
+
+    images, digest, accounting, seen = 0, MultisetHash(), {k: 0 for k in PACK_ACCOUNTING}, {}
     for path in paths:
         folder = _folder_of(path)
-        join = posixpath.join if is_uri(folder) else os.path.join
-        text = read_text(fs, join(folder, "manifest.json"))
-        if text is None:
-            return None
-        shards = {s["path"]: s["images"] for s in json.loads(text)["shards"]}
+        if folder not in seen:
+            text = read_text(fs, join(folder, "manifest.json"))
+            if text is None:
+                return None
+            try:
+                seen[folder] = json.loads(text)
+                for k in PACK_ACCOUNTING:
+                    accounting[k] += int(seen[folder].get(k, 0))
+            except (ValueError, TypeError, AttributeError):
+                raise InputError("%s is not a valid pack manifest" % join(folder, "manifest.json")) from None
+        shards = {s["path"]: s for s in seen[folder].get("shards", [])}
         base = posixpath.basename(path.rstrip("/")) if is_uri(path) else os.path.basename(path)
         if base in shards:
-            total += shards[base]
+            chosen = [shards[base]]
         elif not _has_glob(path) and (is_uri(path) or os.path.isdir(path)):
-            total += sum(shards.values())
+            chosen = list(shards.values())
         else:
             return None
-    return total
+        for shard in chosen:
+            images += int(shard["images"])
+            if digest is not None and shard.get("lines_digest"):
+                digest.update(MultisetHash.from_hex(shard["lines_digest"]))
+            else:
+                digest = None
+    return {"images": images, "lines_digest": digest, "accounting": accounting}
 
 
 def write_side_file(runner, name, text):
@@ -432,3 +464,62 @@ def first_feature_dim(fs, paths):
             if isinstance(record, FeatureRecord):
                 return record.features.size
     return None
+
+
+def join(folder, name):
+    """``folder/name`` for a local path or a URI."""
+    return folder.rstrip("/") + "/" + name if is_uri(folder) else os.path.join(folder, name)
+
+
+def write_text(fs, path, text):
+    """Write a small text file (local: atomically; remote: through a temporary local file)."""
+    if not is_remote(path):
+        path = _local(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = "%s.tmp-%d" % (path, os.getpid())
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    with tempfile.TemporaryDirectory(prefix="mr_tl-put-") as tmp:
+        local = os.path.join(tmp, posixpath.basename(path))
+        with open(local, "w", encoding="utf-8") as f:
+            f.write(text)
+        put_file(fs, local, path)
+
+
+def remove(fs, path):
+    """Remove a file or folder (local path or URI) if it exists."""
+    if not is_remote(path):
+        path = _local(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            import shutil
+
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+        return
+    if fs.exists(path):
+        fs.rm(path)
+
+
+def exists(fs, path):
+    return os.path.exists(_local(path)) if not is_remote(path) else fs.exists(path)
+
+
+def file_names(fs, folder, side_files=False):
+    """Names of the files directly in ``folder`` (local path or URI); empty if it is missing.
+
+    Names starting with ``.`` are never listed, names starting with ``_`` (side files) only
+    with ``side_files``."""
+    def wanted(name):
+        return _visible(name) or (side_files and name.startswith("_"))
+
+    if not is_remote(folder):
+        folder = _local(folder)
+        if not os.path.isdir(folder):
+            return []
+        return sorted(n for n in os.listdir(folder) if wanted(n) and os.path.isfile(os.path.join(folder, n)))
+    return sorted(n for n in _remote_names(fs, folder) if wanted(n))

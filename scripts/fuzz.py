@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def targets():
     """(name, function of bytes) pairs; each may only raise its documented error."""
     from mr_tl.errors import FeatureError, RecordError
-    from mr_tl.features import read_lines
+    from mr_tl.feature_set import read_lines
     from mr_tl.images import ImageRejected, preprocess
     from mr_tl.model.spec import ModelSpec
     from mr_tl.records import PackedImage, decode_arrays, parse_feature_line, unescape_field
@@ -54,7 +54,7 @@ def run_atheris(argv):
     import atheris
 
     with atheris.instrument_imports():
-        import mr_tl.features  # noqa: F401
+        import mr_tl.feature_set  # noqa: F401
         import mr_tl.images  # noqa: F401
         import mr_tl.records  # noqa: F401
     cases = targets()

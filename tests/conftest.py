@@ -122,3 +122,4 @@ def packed_images(packed_dir):
 def read_packed():
     """``read_packed(folder)`` -> every PackedImage of a pack folder, in shard order."""
     return packed_images
+

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from mr_tl import storage
-from mr_tl.errors import InputError
+from mr_tl.digest import MultisetHash
+from mr_tl.errors import JobFailed
 from mr_tl.featurize import MRFeaturize
 from mr_tl.images import preprocess
 from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
@@ -32,7 +33,7 @@ def featurize_in_process(*args):
     with job.make_runner() as runner:
         runner.run()
         lines = list(storage.cat_lines(runner))
-        job.report(runner)  # writes _summary.json and _labels.json; raises if counts do not add up
+        job.report(runner)  # checks the output, writes _labels.json, _summary.json, _COMPLETE; raises if not
     return job, lines
 
 
@@ -78,8 +79,18 @@ def append_to_shard(pack_dir, shard, lines, update_manifest=True):
                 with open(path, "rb") as f:
                     data = f.read()
                 entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+                if "lines_digest" in entry:
+                    entry["lines_digest"] = MultisetHash.of(data.decode("utf-8").splitlines()).hexdigest()
         with open(manifest_path, "w", encoding="utf-8") as f:
             json.dump(manifest, f)
+
+
+def counts(summary):
+    """The counts of a featurize ``_summary.json`` as one flat dict."""
+    return {"input": summary["input"]["images"], "expected_from_manifest": summary["input"]["expected_from_manifest"],
+            "featurized": sum(summary["records"]["featurized"].values()), "rejected": summary["records"]["rejected"],
+            "reasons": summary["reasons"], "rejected_images": summary["rejected_images"],
+            "model": summary["model"]["file"]}
 
 
 def truncated_jpeg():
@@ -146,14 +157,16 @@ def test_inline_features_equal_onnxruntime(inline_run, reference, packed_demo, r
 
 def test_summary_and_labels(inline_run, packed_demo):
     out, _ = inline_run
-    summary = load_json(os.path.join(out, "_summary.json"))
+    summary = counts(load_json(os.path.join(out, "_summary.json")))
     assert (summary["input"], summary["expected_from_manifest"], summary["featurized"], summary["rejected"],
-            summary["duplicates"], summary["reasons"], summary["rejected_images"]) == (48, 48, 48, 0, 0, {}, [])
+            summary["reasons"], summary["rejected_images"]) == (48, 48, 48, 0, {}, [])
     assert summary["model"] == "vgg16-tiny-fc2.onnx"
+    assert sorted(os.listdir(out)) == ["_COMPLETE", "_labels.json", "_summary.json"] + sorted(
+        n for n in os.listdir(out) if n.startswith("part-"))
     with open(os.path.join(packed_demo, "labels.json"), encoding="utf-8") as f:
         labels = f.read()
     with open(os.path.join(out, "_labels.json"), encoding="utf-8") as f:
-        assert f.read() == labels
+        assert json.loads(f.read()) == json.loads(labels)
 
 
 def test_local_runner_ships_the_package_and_matches_inline(inline_run, tiny_vgg16_fc2, packed_demo, tmp_path,
@@ -172,7 +185,7 @@ def test_local_runner_ships_the_package_and_matches_inline(inline_run, tiny_vgg1
     assert result.returncode == 0, result.stderr[-3000:]
     assert "featurized 48, rejected 0 of 48 images" in result.stderr
     assert sorted(part_lines(out)) == sorted(inline_run[1])  # byte for byte
-    assert load_json(out / "_summary.json")["featurized"] == 48
+    assert counts(load_json(out / "_summary.json"))["featurized"] == 48
     # one map task per core, each with the same number of images (not of bytes)
     parts = sorted(out.glob("part-*"))
     assert [len(p.read_text().splitlines()) for p in parts] == [16, 16, 16]
@@ -215,7 +228,7 @@ def test_single_shard_input(tiny_vgg16_fc2, packed_demo, tmp_path, read_packed):
     manifest = load_json(os.path.join(packed_demo, "manifest.json"))
     (val_shard,) = [s for s in manifest["shards"] if s["path"] == "val-00000.tsv"]
     assert ids == {i.id for i in read_packed(packed_demo) if i.split == "val"} and len(ids) == val_shard["images"]
-    assert load_json(tmp_path / "val" / "_summary.json")["expected_from_manifest"] == val_shard["images"]
+    assert counts(load_json(tmp_path / "val" / "_summary.json"))["expected_from_manifest"] == val_shard["images"]
 
 
 # -- rejections ---------------------------------------------------------------------------------------
@@ -232,7 +245,7 @@ def test_corrupt_images_are_rejected_and_the_job_succeeds(tiny_vgg16_fc2, packed
     result = run_module("mr_tl.featurize", "-r", "inline", "--model", tiny_vgg16_fc2, pack_dir, "-o", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "featurized 48, rejected 4" in result.stderr and "of 52 images" in result.stderr
-    summary = load_json(out / "_summary.json")
+    summary = counts(load_json(out / "_summary.json"))
     assert (summary["input"], summary["featurized"], summary["rejected"]) == (52, 48, 4)
     assert summary["featurized"] + summary["rejected"] == summary["input"] == summary["expected_from_manifest"]
     assert summary["reasons"] == {"bad-record": 1, "corrupt": 1, "not-an-image": 1, "too-small": 1}
@@ -262,7 +275,7 @@ def test_summary_lists_the_real_ids_of_rejected_images(tiny_vgg16_fc2, packed_de
     image_id = "000.circle/100% broken\tfile.jpg"
     append_to_shard(pack_dir, "train-00000.tsv", [PackedImage(image_id, 0, "train", truncated_jpeg()).to_line()])
     featurize_in_process("--model", tiny_vgg16_fc2, pack_dir, "-o", tmp_path / "out")
-    summary = load_json(tmp_path / "out" / "_summary.json")
+    summary = counts(load_json(tmp_path / "out" / "_summary.json"))
     assert [r["id"] for r in summary["rejected_images"]] == [image_id]
 
 
@@ -270,9 +283,9 @@ def test_counts_that_do_not_match_the_manifest_fail_the_job(tiny_vgg16_fc2, pack
     pack_dir = copy_pack(packed_demo, tmp_path / "packed")
     extra = PackedImage("000.circle/extra.jpg", 0, "train", truncated_jpeg()).to_line()
     append_to_shard(pack_dir, "train-00000.tsv", [extra], update_manifest=False)
-    with pytest.raises(InputError, match=r"counts do not add up: featurized 48 \+ rejected 1 != input 49 "
-                                            r"\(manifest: 48\)"):
+    with pytest.raises(JobFailed, match=r"not marked complete: the tasks read 49 images, the pack manifest lists 48"):
         featurize_in_process("--model", tiny_vgg16_fc2, pack_dir, "-o", tmp_path / "out")
+    assert not (tmp_path / "out" / "_COMPLETE").exists()
 
 
 # -- input checks: non-zero exit, one clear line, before anything runs --------------------------------------

@@ -149,19 +149,19 @@ def test_label_must_be_ascii_digits(label):
 @pytest.mark.parametrize("image_id", NASTY_IDS)
 def test_feature_record_round_trip(image_id):
     features = _floats([0.0, -0.0, 1.5, -3.25e-38, 3.4e38, np.inf, -np.inf, 1e-45])
-    line = FeatureRecord(image_id, 3, "test", features).to_line()
-    _single_line(line, 5)
+    line = FeatureRecord(image_id, 3, "test", features, "0f" * 32).to_line()
+    _single_line(line, 6)
     record = parse_feature_line(line, dim=features.size)
     assert isinstance(record, FeatureRecord)
-    assert (record.id, record.label, record.split) == (image_id, 3, "test")
+    assert (record.id, record.label, record.split, record.sha256) == (image_id, 3, "test", "0f" * 32)
     assert record.features.dtype == FEATURE_DTYPE
     assert record.features.tobytes() == features.tobytes()
 
 
 def test_feature_record_layout_is_little_endian_float32():
     line = FeatureRecord("a", 1, "train", np.array([1.0, 2.0], dtype=">f8")).to_line()
-    kind, image_id, label, split, data = line.split("\t")
-    assert (kind, image_id, label, split) == ("F", "a", "1", "train")
+    kind, image_id, label, split, digest, data = line.split("\t")
+    assert (kind, image_id, label, split, digest) == ("F", "a", "1", "train", "-")
     assert base64.b64decode(data) == b"\x00\x00\x80?\x00\x00\x00@"
 
 
@@ -180,34 +180,35 @@ def test_empty_feature_vector_round_trips():
 @pytest.mark.parametrize("detail", ["", "OSError: image file is truncated (3 bytes not processed)",
                                     "multi\nline\r\ndetail\twith tab, 100% and é"])
 def test_rejected_record_round_trip(image_id, detail):
-    record = RejectedRecord(image_id, 2, "val", "corrupt", detail)
+    record = RejectedRecord(image_id, 2, "val", "corrupt", detail, "a" * 64)
     line = record.to_line()
-    _single_line(line, 6)
+    _single_line(line, 7)
     assert parse_feature_line(line) == record
     assert parse_feature_line(line.encode("utf-8") + b"\n") == record
 
 
 def test_rejected_record_default_detail_is_empty():
     line = RejectedRecord("x", 0, "train", "empty-file").to_line()
-    assert line == "R\tx\t0\ttrain\tempty-file\t"
+    assert line == "R\tx\t0\ttrain\t-\tempty-file\t"
     assert parse_feature_line(line).detail == ""
 
 
 def test_feature_line_head_reads_the_fields_without_decoding():
-    assert feature_line_head(FeatureRecord("a%b", 0, "val", _floats([1])).to_line()) == \
-        ("F", "a%b", 0, "val", None, None)
+    assert feature_line_head(FeatureRecord("a%b", 0, "val", _floats([1]), "c" * 64).to_line()) == \
+        ("F", "a%b", 0, "val", "c" * 64, None, None)
     assert feature_line_head(RejectedRecord("x\ty", 3, "test", "corrupt", "d\n").to_line()) == \
-        ("R", "x\ty", 3, "test", "corrupt", "d\n")
+        ("R", "x\ty", 3, "test", "-", "corrupt", "d\n")
     # the vector is not decoded: a broken one does not matter here
-    assert feature_line_head("F\tx\t0\ttrain\t!!!")[:4] == ("F", "x", 0, "train")
-    for bad in ("F\tx\t0", "X\tx\t0\ttrain\tAAAA", "F\tx\t0\tdev\tAAAA", ""):
+    assert feature_line_head("F\tx\t0\ttrain\t-\t!!!")[:4] == ("F", "x", 0, "train")
+    for bad in ("F\tx\t0", "X\tx\t0\ttrain\t-\tAAAA", "F\tx\t0\tdev\t-\tAAAA", "F\tx\t0\ttrain\tAAAA", "",
+                "F\tx\t0\ttrain\tnot-a-digest\tAAAA"):
         with pytest.raises(RecordError):
             feature_line_head(bad)
 
 
 def test_rejected_record_with_unknown_label_and_split():
     line = RejectedRecord("?line", None, None, "bad-record", "why").to_line()
-    assert line == "R\t?line\t-\t-\tbad-record\twhy"
+    assert line == "R\t?line\t-\t-\t-\tbad-record\twhy"
     assert parse_feature_line(line) == RejectedRecord("?line", None, None, "bad-record", "why")
 
 
@@ -219,21 +220,24 @@ def test_negative_label_is_refused_when_writing():
 
 
 @pytest.mark.parametrize("line, message", [
-    ("F\tx\t0\ttrain", "expected 'F' \\+ 4 fields or 'R' \\+ 5 fields, found 'F' with 4 fields"),
-    ("F\tx\t0\ttrain\tAAAA\textra", "found 'F' with 6 fields"),
-    ("R\tx\t0\ttrain\tcorrupt", "found 'R' with 5 fields"),
-    ("R\tx\t0\ttrain\tcorrupt\tdetail\textra", "found 'R' with 7 fields"),
-    ("X\tx\t0\ttrain\tAAAA", "not a feature record"),
+    ("F\tx\t0\ttrain\t-", "expected 'F' \\+ 5 fields or 'R' \\+ 6 fields, found 'F' with 5 fields"),
+    ("F\tx\t0\ttrain\tAAAA", "found 'F' with 5 fields"),   # a feature line without its image digest
+    ("F\tx\t0\ttrain\t-\tAAAA\textra", "found 'F' with 7 fields"),
+    ("R\tx\t0\ttrain\t-\tcorrupt", "found 'R' with 6 fields"),
+    ("R\tx\t0\ttrain\t-\tcorrupt\tdetail\textra", "found 'R' with 8 fields"),
+    ("X\tx\t0\ttrain\t-\tAAAA", "not a feature record"),
     ("", "not a feature record"),
     ("x\t0\ttrain\tAAAA", "not a feature record"),  # a packed image line is not a feature line
-    ("F\tx\t0\ttrain\tAAA", "feature vector is not valid base64"),
-    ("F\tx\t0\ttrain\t%s" % _b64(b"abcde"), "5 bytes, not a whole number of float32"),
-    ("F\tx\t0\ttrain\t%s" % _b64(b"ab"), "2 bytes, not a whole number of float32"),
-    ("F\tx\t-1\ttrain\tAAAAAA==", "label must be a non-negative integer"),
-    ("F\tx\t0\tdev\tAAAAAA==", "split must be one of"),
-    ("R\tx\tzero\ttrain\tcorrupt\t", "label"),
-    ("R\tx\t0\tall\tcorrupt\t", "split"),
-    ("R\tx\t0\ttrain\tcorrupt\tbad %zz", "bad escape"),
+    ("F\tx\t0\ttrain\t-\tAAA", "feature vector is not valid base64"),
+    ("F\tx\t0\ttrain\t-\t%s" % _b64(b"abcde"), "5 bytes, not a whole number of float32"),
+    ("F\tx\t0\ttrain\t-\t%s" % _b64(b"ab"), "2 bytes, not a whole number of float32"),
+    ("F\tx\t-1\ttrain\t-\tAAAAAA==", "label must be a non-negative integer"),
+    ("F\tx\t0\tdev\t-\tAAAAAA==", "split must be one of"),
+    ("F\tx\t0\ttrain\tABCD\tAAAAAA==", "image digest must be 64 hex digits"),
+    ("F\tx\t0\ttrain\t%s\tAAAAAA==" % ("A" * 64), "image digest must be 64 hex digits"),
+    ("R\tx\tzero\ttrain\t-\tcorrupt\t", "label"),
+    ("R\tx\t0\tall\t-\tcorrupt\t", "split"),
+    ("R\tx\t0\ttrain\t-\tcorrupt\tbad %zz", "bad escape"),
 ])
 def test_feature_malformed_lines(line, message):
     with pytest.raises(RecordError, match=message):
@@ -401,7 +405,7 @@ def test_property_packed_image_round_trip(image_id, label, split, data):
 @given(ids, labels, splits, float32_bits)
 def test_property_feature_record_round_trip_bitwise(image_id, label, split, features):
     line = FeatureRecord(image_id, label, split, features).to_line()
-    _single_line(line, 5)
+    _single_line(line, 6)
     record = parse_feature_line(line, dim=features.size)
     assert (record.id, record.label, record.split) == (image_id, label, split)
     assert record.features.tobytes() == features.tobytes()
@@ -411,9 +415,9 @@ def test_property_feature_record_round_trip_bitwise(image_id, label, split, feat
 def test_property_rejected_record_round_trip(image_id, label, split, reason, detail):
     record = RejectedRecord(image_id, label, split, reason, detail)
     line = record.to_line()
-    _single_line(line, 6)
+    _single_line(line, 7)
     assert parse_feature_line(line) == record
-    assert feature_line_head(line) == ("R", image_id, label, split, reason, detail)
+    assert feature_line_head(line) == ("R", image_id, label, split, "-", reason, detail)
 
 
 @given(ids)
@@ -519,3 +523,21 @@ def test_property_decode_arrays_raises_only_record_error(line):
         decode_arrays(line)
     except RecordError:
         pass
+
+
+# -- round records (the partition job's output) -------------------------------------------------------
+
+def test_round_records_round_trip():
+    from mr_tl.records import parse_round_line, train_line, val_line
+
+    line = FeatureRecord("a\tb", 2, "train", _floats([1, 2]), "e" * 64).to_line()
+    kind, worker, record = parse_round_line(train_line(17, line))
+    assert (kind, worker, record.id, record.label, record.sha256) == ("T", 17, "a\tb", 2, "e" * 64)
+    kind, worker, record = parse_round_line(val_line(line).encode("utf-8") + b"\n")
+    assert (kind, worker, record.features.tolist()) == ("V", None, [1.0, 2.0])
+    for bad in ("T\tx\t" + line, "W\t1\t" + line, "V\t" + RejectedRecord("r", 0, "val", "corrupt").to_line(),
+                train_line(1, line)[:-3], "V\t"):
+        with pytest.raises(RecordError):
+            parse_round_line(bad)
+    with pytest.raises(RecordError, match="expected 3"):
+        parse_round_line(train_line(0, line), dim=3)

@@ -12,7 +12,8 @@ import sys
 
 from mrjob.protocol import RawValueProtocol
 
-from mr_tl.job import THREAD_ENV_VARS, MRTLJob
+from mr_tl.jobs.base import MRTLJob
+from mr_tl.threads import THREAD_ENV_VARS
 
 
 def blas_threads():

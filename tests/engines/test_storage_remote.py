@@ -59,8 +59,8 @@ def test_filesystem_takes_a_string_or_mrjobs_list():
 
 
 def test_runner_hadoop_bin_comes_from_the_mrjob_conf(tmp_path):
-    from mr_tl.job import runner_hadoop_bin
-    from mr_tl.train_round import MRTrainRound
+    from mr_tl.jobs.base import runner_hadoop_bin
+    from mr_tl.jobs.train_round import MRTrainRound
 
     conf = tmp_path / 'mrjob.conf'
     conf.write_text('{"runners": {"hadoop": {"hadoop_bin": "/opt/h/bin/hadoop"}}}')

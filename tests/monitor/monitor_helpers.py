@@ -10,6 +10,7 @@ import threading
 from urllib.parse import urlsplit
 
 import numpy as np
+from feature_folders import write_feature_folder
 
 from mr_tl.monitor import make_server
 from mr_tl.records import FeatureRecord
@@ -23,19 +24,16 @@ CLASSES = ("cat", "dog", "bird")
 
 
 def write_features(folder, n_train=96, n_val=24, n_test=24, dim=16, classes=CLASSES, seed=0):
-    """Featurize-like output: ``part-00000`` of F records (separable blobs) and ``_labels.json``."""
-    os.makedirs(folder, exist_ok=True)
+    """Featurize-like output: ``part-00000`` of F records (separable blobs) and the side files."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(len(classes), dim)) * 2
-    with open(os.path.join(folder, "part-00000"), "w", encoding="utf-8") as f:
-        for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-            for i in range(n):
-                y = i % len(classes)
-                x = (centers[y] + rng.normal(size=dim)).astype("<f4")
-                f.write(FeatureRecord("%s/%s_%04d.jpg" % (classes[y], split, i), y, split, x).to_line() + "\n")
-    with open(os.path.join(folder, "_labels.json"), "w", encoding="utf-8") as f:
-        json.dump({"format": "mr_tl.labels/1", "classes": list(classes)}, f)
-    return str(folder)
+    records = []
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        for i in range(n):
+            y = i % len(classes)
+            x = (centers[y] + rng.normal(size=dim)).astype("<f4")
+            records.append(FeatureRecord("%s/%s_%04d.jpg" % (classes[y], split, i), y, split, x))
+    return write_feature_folder(folder, records, list(classes), parts=1)
 
 
 def run_train(features, run_dir, *args, timeout=300):

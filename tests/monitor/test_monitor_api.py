@@ -12,7 +12,7 @@ import pytest
 from monitor_helpers import fake_config, fake_record, fake_run, get_json, line, metrics_points
 
 from mr_tl.monitor import BadPath, Monitor, clean_record, safe_relative
-from mr_tl.report import loss_series, smooth
+from mr_tl.plots import loss_series, smooth
 from mr_tl.run import RunDir
 
 SECRET = "TOPSECRET-must-not-be-served"
@@ -38,7 +38,7 @@ def trained(tmp_path_factory, features, train):
 
 
 def test_single_run_series_is_the_reports(trained, serve):
-    """The API's points are mr_tl.report.loss_series/smooth of the run's metrics, one per minibatch."""
+    """The API's points are mr_tl.plots.loss_series/smooth of the run's metrics, one per minibatch."""
     metrics = RunDir(trained).read_metrics()
     xs, ys = loss_series(metrics)
     with serve(trained) as base:

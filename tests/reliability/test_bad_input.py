@@ -70,7 +70,8 @@ def test_featurize_finishes_and_every_image_is_featurized_or_rejected_with_its_r
             assert np.all(np.isfinite(record.features))
         else:
             assert isinstance(record, RejectedRecord) and record.reason == expected[image_id], (image_id, record)
-    assert summary["featurized"] + summary["rejected"] == summary["input"] == summary["expected_from_manifest"]
+    featurized, rejected = sum(summary["records"]["featurized"].values()), summary["records"]["rejected"]
+    assert featurized + rejected == summary["input"]["images"] == summary["input"]["expected_from_manifest"]
     assert summary["reasons"] == {"corrupt": 1}
     assert [r["id"] for r in summary["rejected_images"]] == ["dogs/truncated.jpg"]
     assert "rejected 1 (corrupt 1)" in result.stderr and "dogs/truncated.jpg" in result.stderr
@@ -109,6 +110,7 @@ def test_the_summary_check_catches_lost_records(packed, tiny_vgg16_fc2, tmp_path
     result = run_module("mr_tl.featurize", "-r", "inline", "--model", tiny_vgg16_fc2, copy, "-o", tmp_path / "out")
     with open(os.path.join(copy, "manifest.json"), encoding="utf-8") as f:
         packed_count = json.load(f)["images_packed"]
-    assert result.returncode != 0
-    assert "counts do not add up" in result.stderr
-    assert "!= input %d (manifest: %d)" % (packed_count - 1, packed_count) in result.stderr
+    assert result.returncode == 1
+    assert "is not marked complete" in result.stderr
+    assert "the tasks read %d images, the pack manifest lists %d" % (packed_count - 1, packed_count) in result.stderr
+    assert not os.path.exists(tmp_path / "out" / "_COMPLETE")

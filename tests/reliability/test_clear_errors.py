@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+from feature_folders import write_feature_folder
 
 from mr_tl.records import FeatureRecord
 
@@ -29,14 +30,10 @@ def snapshot(root):
 
 
 def write_features(folder, rows, classes=CLASSES):
-    """rows: (id, label, split, vector) -> featurize-style part file + _labels.json."""
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "part-00000"), "w", encoding="utf-8") as f:
-        for image_id, label, split, vector in rows:
-            f.write(FeatureRecord(image_id, label, split, np.asarray(vector, dtype=np.float32)).to_line() + "\n")
-    with open(os.path.join(folder, "_labels.json"), "w", encoding="utf-8") as f:
-        json.dump({"format": "mr_tl.labels/1", "classes": classes}, f)
-    return str(folder)
+    """rows: (id, label, split, vector) -> a complete featurize-style folder (one part file)."""
+    records = [FeatureRecord(image_id, label, split, np.asarray(vector, dtype=np.float32))
+               for image_id, label, split, vector in rows]
+    return write_feature_folder(folder, records, classes, parts=1)
 
 
 def good_rows(n=30, dim=DIM, seed=0):

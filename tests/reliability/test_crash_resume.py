@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from feature_folders import write_feature_folder
 
 from mr_tl.records import FeatureRecord
 from mr_tl.run import RunDir
@@ -27,7 +28,7 @@ import os, signal, sys
 where, at = os.environ["MR_TL_DIE_AT"].split(":")
 at = int(at)
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-import mr_tl.run, mr_tl.records, mr_tl.train, mr_tl.train_round
+import mr_tl.jobs.train_round, mr_tl.records, mr_tl.run, mr_tl.train
 
 if where == "checkpoint-before-rename":      # temp file written, not yet renamed
     real = mr_tl.run.save_npz
@@ -44,12 +45,12 @@ elif where == "checkpoint-before-checksum":  # renamed, checksum file not yet wr
         real(path, data)
     mr_tl.run.atomic_write = atomic_write
 elif where == "during-round":                # inside the job, after the mappers trained
-    real = mr_tl.train_round.MRTrainRound.reducer
+    real = mr_tl.jobs.train_round.MRTrainRound.reducer
     def reducer(self, key, lines):
         if self.options.epoch * 100 + self.options.first_batch >= at:
             die()
         yield from real(self, key, lines)
-    mr_tl.train_round.MRTrainRound.reducer = reducer
+    mr_tl.jobs.train_round.MRTrainRound.reducer = reducer
 elif where == "between-rounds":              # after the metrics line of round `at`
     real = mr_tl.run.RunDir.append_metrics
     def append_metrics(self, record):
@@ -68,14 +69,13 @@ def features(tmp_path_factory):
     folder = tmp_path_factory.mktemp("features")
     g = np.random.default_rng(3)
     centres = g.normal(0, 1.5, (len(CLASSES), 24))
-    with open(folder / "part-00000", "w", encoding="utf-8") as f:
-        for i in range(200):
-            label = i % len(CLASSES)
-            split = "test" if i % 10 == 0 else "train"
-            vector = (centres[label] + g.normal(0, 1, 24)).astype(np.float32)
-            f.write(FeatureRecord("img%04d" % i, label, split, vector).to_line() + "\n")
-    (folder / "_labels.json").write_text('{"format": "mr_tl.labels/1", "classes": %s}' % str(CLASSES).replace("'", '"'))
-    return str(folder)
+    records = []
+    for i in range(200):
+        label = i % len(CLASSES)
+        split = "test" if i % 10 == 0 else "train"
+        vector = (centres[label] + g.normal(0, 1, 24)).astype(np.float32)
+        records.append(FeatureRecord("img%04d" % i, label, split, vector))
+    return write_feature_folder(folder, records, CLASSES, parts=1)
 
 
 def train(features, run_dir, *extra, env=None):

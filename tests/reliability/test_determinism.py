@@ -74,8 +74,8 @@ def test_round_checkpoints_are_byte_identical_across_runners(pipeline):
 
 
 KILLING_PYTHON = """#!/bin/bash
-# The first map task that starts is killed after a moment; every other task runs normally.
-if [[ " $* " == *" --mapper "* ]] && mkdir "{marker}" 2>/dev/null; then
+# The first map task of a training round that starts is killed after a moment; every other task runs normally.
+if [[ " $* " == *"train_round.py"*" --mapper "* ]] && mkdir "{marker}" 2>/dev/null; then
   "{python}" "$@" <&0 &
   pid=$!
   sleep 0.3
@@ -103,8 +103,8 @@ def test_a_killed_map_task_is_retried_and_the_round_is_identical(pipeline, tmp_p
 
 def test_a_round_that_keeps_failing_stops_with_the_last_good_checkpoint(pipeline, tmp_path, run_module):
     wrapper = tmp_path / "python"
-    wrapper.write_text('#!/bin/bash\nif [[ " $* " == *" --mapper "* ]]; then exit 3; fi\nexec "%s" "$@"\n'
-                       % sys.executable)
+    wrapper.write_text('#!/bin/bash\nif [[ " $* " == *"train_round.py"*" --mapper "* ]]; then exit 3; fi\n'
+                       'exec "%s" "$@"\n' % sys.executable)
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     result = run_module("mr_tl.train", "-r", "local", "--python-bin", wrapper, pipeline / "features-inline-1",
                         "-o", tmp_path / "run", "--workers", 2, "--epochs", 2, "--round-retries", 1)

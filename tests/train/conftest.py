@@ -22,7 +22,6 @@ READ-ONLY (``copy_tree`` them into ``tmp_path`` before changing anything).
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import sys
@@ -59,17 +58,14 @@ class Synth:
         return [ids[i] for i in order], X[order], y[order]
 
 
-def write_features(out_dir, ids, labels, splits, X, classes, parts=2, scale=1.0):
-    """Write feature records as featurize does (``part-NNNNN`` + ``_labels.json``)."""
-    os.makedirs(out_dir, exist_ok=True)
-    lines = [FeatureRecord(i, int(l), s, (x * np.float32(scale)).astype(np.float32)).to_line()
-             for i, l, s, x in zip(ids, labels, splits, X)]
-    for p in range(parts):
-        with open(os.path.join(out_dir, "part-%05d" % p), "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines[p::parts]))
-    with open(os.path.join(out_dir, "_labels.json"), "w", encoding="utf-8") as f:
-        json.dump({"format": "mr_tl.labels/1", "classes": list(classes)}, f)
-    return out_dir
+def write_features(out_dir, ids, labels, splits, X, classes, parts=2, scale=1.0, digests=None):
+    """Write feature records as featurize does (``part-NNNNN``, ``_labels.json``, ``_summary.json``, ``_COMPLETE``)."""
+    from feature_folders import write_feature_folder
+
+    digests = digests or ["-"] * len(ids)
+    records = [FeatureRecord(i, int(l), s, (x * np.float32(scale)).astype(np.float32), d)
+               for i, l, s, x, d in zip(ids, labels, splits, X, digests)]
+    return write_feature_folder(out_dir, records, classes, parts, X.shape[1] if len(X) else 0)
 
 
 def make_features(out_dir, n_classes=5, dim=32, per_class=(60, 12, 20), spread=1.0, seed=0, parts=2):

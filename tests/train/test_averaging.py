@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from mr_tl import averaging
 from mr_tl.averaging import OuterOptimizer, default_block_momentum, leaf, mean_of, merge, tree_height
-from mr_tl.rounds import RoundParams, finish_round
-from mr_tl.train_round import MRTrainRound, decode_contribution, encode_contribution
+from mr_tl.jobs.train_round import MRTrainRound, decode_contribution, encode_contribution
+from mr_tl.training.hyperparameters import Hyperparameters
+from mr_tl.training.round import RoundSpec, finish_round
 
 SHAPES = {"W": (3, 5), "b": (5,), "vW": (3, 5), "vb": (5,)}
 
@@ -92,7 +93,7 @@ def test_merge_is_order_and_grouping_independent_bit_for_bit(n_workers, seed, pa
 
     # and the reducer's code path gives the same mean
     state = {k: np.zeros(s, dtype=np.float32) for k, s in SHAPES.items()}
-    new_arrays, meta = finish_round(contributions, state, RoundParams(workers=n_workers))
+    new_arrays, meta = finish_round(contributions, {}, state, Hyperparameters(workers=n_workers), RoundSpec())
     assert mean_bytes(new_arrays) == expected_mean
     assert meta["examples"] == sum(counts)
 
@@ -134,7 +135,7 @@ def test_a_missing_worker_is_never_averaged(n_workers):
             with pytest.raises(ValueError, match="incomplete round"):
                 mean_of(node, n_workers)
         with pytest.raises(ValueError, match="round is missing workers|incomplete round"):
-            finish_round(present, state, RoundParams(workers=n_workers))
+            finish_round(present, {}, state, Hyperparameters(workers=n_workers), RoundSpec())
 
 
 def test_a_contribution_given_twice_is_an_error():
@@ -148,7 +149,7 @@ def test_a_contribution_given_twice_is_an_error():
     # a leaf that a combiner already summed, sent again without its sibling: not a complete round
     state = {k: np.zeros(s, dtype=np.float32) for k, s in SHAPES.items()}
     with pytest.raises(ValueError):
-        finish_round([node01, leaves[1]] + leaves[2:], state, RoundParams(workers=4))
+        finish_round([node01, leaves[1]] + leaves[2:], {}, state, Hyperparameters(workers=4), RoundSpec())
 
 
 def test_a_summed_node_together_with_its_own_leaves_is_an_error():

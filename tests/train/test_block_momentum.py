@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from mr_tl import averaging
-from mr_tl.head import SoftmaxHead
+from mr_tl.feature_set import read_folder
 from mr_tl.records import load_npz
-from mr_tl.rounds import RoundParams, simulate_round, split_by_worker
 from mr_tl.run import RunDir
-from mr_tl.train import assign_workers, initial_state
+from mr_tl.training.hyperparameters import Hyperparameters
+from mr_tl.training.in_process import InProcessRunner
+from mr_tl.training.loop import Schedule, Trainer
 
 from .test_train import checkpoint_files, head_bytes
 
@@ -61,42 +61,35 @@ def test_resume_refuses_another_block_momentum(synth, train_cli, tmp_path):
     assert result.code == 2 and "block_momentum was 0.5, now 0.9" in result.err
 
 
-def test_the_driver_equals_the_in_process_rounds(synth, train_cli, tmp_path):
-    """bench/scaling.py sweeps with rounds.simulate_round; it must be the driver's arithmetic."""
-    workers = 4
-    args = ("-r", "local", synth.path, "-o", tmp_path / "run", "--workers", workers, "--averaging-frequency", 2,
-            "--epochs", 1, "--lr", 0.05, "--outer-optimizer", "block-momentum")
-    assert train_cli(*args).code == 0
-    run = RunDir(str(tmp_path / "run"))
-    config = run.read_json("config.json")
-    ids, X, y = synth.split("train")
-    data = split_by_worker(X, y, ids, assign_workers(ids, workers, 42), workers)
-    arrays = initial_state(X.shape[1], len(synth.classes), config["training"])
-    for r in range(config["rounds"]):
-        params = RoundParams(workers=workers, epoch=0, first_batch=2 * r, averaging_frequency=2, lr=0.05,
-                             outer_optimizer="block-momentum", block_momentum=config["training"]["block_momentum"])
-        arrays, _ = simulate_round(arrays, data, params)
-        _, saved = run.load_checkpoint(r + 1)
-        for name in arrays:
-            assert saved[name].tobytes() == arrays[name].tobytes(), (r, name)
+def test_the_driver_equals_the_in_process_rounds(synth, train_cli, tmp_path, all_bytes):
+    """Benchmarks and tests train with the in-process runner; it must be the MapReduce jobs' arithmetic."""
+    args = ("--workers", 4, "--averaging-frequency", 2, "--epochs", 2, "--lr", 0.05, "--outer-optimizer",
+            "block-momentum", "--validate-every", 2)
+    assert train_cli("-r", "local", synth.path, "-o", tmp_path / "jobs", *args).code == 0
+    hyper = Hyperparameters(workers=4, averaging_frequency=2, lr=0.05, outer_optimizer="block-momentum")
+    Trainer(InProcessRunner(read_folder(synth.path)), str(tmp_path / "memory"), hyper,
+            Schedule(epochs=2, validate_every=2), out=lambda m: None).run_all()
+    assert checkpoint_files(all_bytes, tmp_path / "memory") == checkpoint_files(all_bytes, tmp_path / "jobs")
+    memory, jobs = (load_npz(str(tmp_path / run / "head.npz"))[1] for run in ("memory", "jobs"))
+    assert {k: v.tobytes() for k, v in memory.items()} == {k: v.tobytes() for k, v in jobs.items()}
+    assert without_seconds(tmp_path / "memory") == without_seconds(tmp_path / "jobs")
 
 
-def test_block_momentum_keeps_accuracy_with_many_workers(synth_accuracy):
+def without_seconds(run):
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in RunDir(str(run)).read_metrics()]
+
+
+def test_block_momentum_keeps_accuracy_with_many_workers(synth_accuracy, tmp_path):
     """Eight workers, one round per epoch: plain averaging lags one worker, block momentum does not."""
-    ids, X, y = synth_accuracy.split("train")
-    _, X_test, y_test = synth_accuracy.split("test")
-    n_classes = len(synth_accuracy.classes)
+    features = read_folder(synth_accuracy.path)
+    test = features.select("test")
 
     def accuracy(workers, outer, epochs=20):
-        eta = averaging.default_block_momentum(workers) if outer == "block-momentum" else 0.0
-        config = {"seed": 42, "outer_optimizer": outer, "block_momentum": eta, "block_lr": 1.0, "workers": workers}
-        data = split_by_worker(X, y, ids, assign_workers(ids, workers, 42), workers)
-        arrays = initial_state(X.shape[1], n_classes, config)
-        for epoch in range(epochs):
-            params = RoundParams(workers=workers, epoch=epoch, averaging_frequency=0, lr=0.01,
-                                 outer_optimizer=outer, block_momentum=eta)
-            arrays, _ = simulate_round(arrays, data, params)
-        return float(np.mean(SoftmaxHead(arrays["W"], arrays["b"]).predict(X_test) == y_test))
+        hyper = Hyperparameters(workers=workers, averaging_frequency=0, lr=0.01, outer_optimizer=outer)
+        run = str(tmp_path / ("%d-%s" % (workers, outer)))
+        Trainer(InProcessRunner(features), run, hyper, Schedule(epochs=epochs), out=lambda m: None).run_all()
+        head, _, normalizer = RunDir(run).load_classifier()
+        return float(np.mean(head.predict(normalizer.apply(test.X)) == test.labels))
 
     one = accuracy(1, "average")
     averaged = accuracy(8, "average")

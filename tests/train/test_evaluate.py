@@ -168,7 +168,7 @@ def test_evaluate_of_an_empty_split_is_a_clear_error(eval_case, run_module, tmp_
     features = write_features_fn(str(tmp_path / "f"), ["a", "b"], np.array([0, 1]), ["train", "test"], X, CLASSES)
     run = eval_case["run"]
     result = run_module("mr_tl.evaluate", "-r", "inline", "-q", "--run", run, features, "--split", "val")
-    assert result.returncode == 1
+    assert result.returncode == 2   # refused before any job: the features' summary lists no val example
     assert "the val split has no featurized examples" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(os.path.join(run, "evaluation", "val"))

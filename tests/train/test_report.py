@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mr_tl import report
+from mr_tl import plots, report
 from mr_tl.run import RunDir
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +38,7 @@ def test_report_writes_plots_and_page(trained_run, run_module, tmp_path, copy_tr
 
 def test_loss_series_has_one_point_per_minibatch(trained_run):
     metrics = read_metrics(trained_run)
-    xs, ys = report.loss_series(metrics)
+    xs, ys = plots.loss_series(metrics)
     n = sum(len(m["losses"]) for m in metrics)
     assert n == metrics[-1]["iteration"] == 30  # 2 workers, 3 epochs x 10 minibatches of 16
     assert len(xs) == len(ys) == n
@@ -58,7 +58,7 @@ def test_loss_plot_draws_every_minibatch(trained_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(plt, "close", keep)
     metrics = read_metrics(trained_run)
-    report.plot_loss(metrics, str(tmp_path / "loss.png"))
+    plots.plot_loss(metrics, str(tmp_path / "loss.png"))
     (fig,) = figures
     raw, smoothed = fig.axes[0].lines
     n = sum(len(m["losses"]) for m in metrics)
@@ -99,5 +99,5 @@ def test_report_of_a_folder_that_is_not_a_run(run_module, tmp_path):
 
 
 def test_smoothing_is_debiased():
-    assert report.smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
-    assert report.smooth([1.0])[0] == pytest.approx(1.0)
+    assert plots.smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    assert plots.smooth([1.0])[0] == pytest.approx(1.0)

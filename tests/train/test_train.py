@@ -1,6 +1,5 @@
 """The train driver (python -m mr_tl.train): fidelity, determinism, resume, accuracy, metrics, errors."""
 
-import base64
 import glob
 import json
 import os
@@ -15,8 +14,9 @@ import numpy as np
 import pytest
 
 from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order
-from mr_tl.records import load_npz
+from mr_tl.records import FeatureRecord, load_npz, parse_feature_line
 from mr_tl.run import RunDir
+from mr_tl.training.partition import workers_of
 
 from .conftest import TRAINED_RUN_ARGS
 
@@ -59,9 +59,9 @@ def train_split_by_id(features_dir):
     for path in sorted(glob.glob(os.path.join(features_dir, "part-*"))):
         with open(path, encoding="utf-8") as f:
             for line in f:
-                fields = line.rstrip("\n").split("\t")
-                if fields[0] == "F" and fields[3] == "train":
-                    rows.append((fields[1], int(fields[2]), np.frombuffer(base64.b64decode(fields[4]), dtype="<f4")))
+                record = parse_feature_line(line)
+                if isinstance(record, FeatureRecord) and record.split == "train":
+                    rows.append((record.id, record.label, record.features))
     rows.sort(key=lambda r: r[0])
     with open(os.path.join(features_dir, "_labels.json"), encoding="utf-8") as f:
         n_classes = len(json.load(f)["classes"])
@@ -134,29 +134,37 @@ def test_inline_and_local_runners_write_identical_checkpoints(synth, train_cli, 
 
 
 def test_tasks_do_not_change_the_checkpoints(synth, train_cli, tmp_path, all_bytes, monkeypatch):
-    from mr_tl.train_round import MRTrainRound
+    from mr_tl.jobs.train_round import MRTrainRound
 
-    combined = []
-    real_combiner = MRTrainRound.combiner
+    reduced = []
+    real_reducer = MRTrainRound.reducer
 
-    def counting_combiner(self, key, lines):
+    def counting_reducer(self, key, lines):
         lines = list(lines)
-        combined.append(len(lines))
-        return real_combiner(self, key, iter(lines))
+        reduced.append(len(lines))
+        return real_reducer(self, key, iter(lines))
 
-    monkeypatch.setattr(MRTrainRound, "combiner", counting_combiner)
+    monkeypatch.setattr(MRTrainRound, "reducer", counting_reducer)
     args = ("--workers", 4, "--averaging-frequency", 2, "--batch-size", 16, "--epochs", 1, "--lr", 0.05)
     found = {}
     for tasks in (4, 3, 2, 1):
         run = tmp_path / ("tasks%d" % tasks)
-        del combined[:]
+        del reduced[:]
         result = train_cli("-r", "inline", synth.path, "-o", run, "--tasks", tasks, *args)
         assert result.code == 0, result.err
-        assert len(glob.glob(str(run / "data" / "task-*.gz"))) == tasks
+        # every worker's examples are in one worker file (one round map task)
+        files = glob.glob(str(run / "data" / "workers" / "part-*"))
+        holders = {}
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("T\t"):
+                        holders.setdefault(int(line.split("\t")[1]), set()).add(path)
+        assert sorted(holders) == [0, 1, 2, 3] and all(len(h) == 1 for h in holders.values())
         found[tasks] = (checkpoint_files(all_bytes, run), head_bytes(run))
-        if tasks < 4:  # tasks holding several workers pre-sum them in a combiner
-            assert max(combined) >= 2, combined
-    assert len(found[4][0]) == 2 * 4  # 75 examples per worker, 5 minibatches, K=2: 3 rounds
+        if tasks == 1:  # a task holding several workers adds them up before the shuffle: one node leaves it
+            assert reduced == [1] * 3, reduced
+    assert len(found[4][0]) == 2 * 4  # ~75 examples per worker, 5 minibatches, K=2: 3 rounds
     for tasks in (3, 2, 1):
         assert found[tasks] == found[4], "--tasks %d changed the result" % tasks
 
@@ -367,7 +375,7 @@ def test_workers_reach_the_accuracy_of_one_worker(synth_accuracy, train_cli, tmp
 
 def test_metrics_progress_and_validation(synth, train_cli, tmp_path):
     run = tmp_path / "run"
-    # 2 workers x 150 examples, batch 32: 5 minibatches per epoch; K=2 -> rounds of 2, 2, 1 minibatches
+    # 2 workers x ~150 examples (147, 153), batch 32: 5 minibatches per epoch; K=2 -> rounds of 2, 2, 1
     result = train_cli("-r", "inline", synth.path, "-o", run, "--workers", 2, "--averaging-frequency", 2,
                        "--epochs", 2, "--lr", 0.05, "--validate-every", 4)
     assert result.code == 0, result.err
@@ -409,7 +417,9 @@ def test_metrics_progress_and_validation(synth, train_cli, tmp_path):
         assert re.search(r"s/round  ETA \d+m\d\ds$", line)
     assert re.search(r"^done in \d+m\d\ds: .*head\.npz \(round 6\)$", result.out, re.M)
     config = json.load(open(run / "config.json"))
-    assert config["rounds"] == 6 and config["rounds_per_epoch"] == 3 and config["worker_examples"] == [150, 150]
+    train_ids, _, _ = synth.split("train")
+    sizes = np.bincount(workers_of(train_ids, 42, 2), minlength=2).tolist()
+    assert config["rounds"] == 6 and config["rounds_per_epoch"] == 3 and config["worker_examples"] == sizes
 
 
 def test_a_zero_loss_is_printed_as_zero(train_cli, write_features_fn, tmp_path):
@@ -530,7 +540,7 @@ def test_missing_labels_file_is_an_error(synth, train_cli, tmp_path, copy_tree):
     os.unlink(os.path.join(path, "_labels.json"))
     result = train_cli("-r", "inline", path, "-o", tmp_path / "run", "--epochs", 1)
     assert result.code == 2
-    assert "no _labels.json beside" in result.err and "--labels" in result.err
+    assert "no _labels.json beside" in result.err
 
 
 def test_bad_options_are_refused(synth, train_cli, tmp_path):

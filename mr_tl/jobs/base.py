@@ -23,16 +23,15 @@ import sys
 import tempfile
 import zipfile
 
-from mrjob.job import MRJob
 from mrjob.step import StepFailedException
 
 import mr_tl
-from mr_tl.errors import InputError
-from mr_tl.featurizer import default_threads
+from mr_tl import storage
+from mr_tl.errors import MrTlError
+from mr_tl.jobs.compat import HookedMRJob, option_actions, runner_alias, runner_option
+from mr_tl.threads import THREAD_ENV_VARS, task_threads
 
 log = logging.getLogger("mr_tl")
-
-THREAD_ENV_VARS = ("MR_TL_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 
@@ -74,38 +73,25 @@ def package_zip():
     return path
 
 
-def task_threads(runner_alias, num_cores=None):
-    """Threads each task may use when the user did not say (``--threads 0``)."""
-    cores = default_threads()
-    if runner_alias == "inline":  # one task at a time, in this process
-        return cores
-    if runner_alias == "local":  # mrjob runs num_cores tasks at once
-        return max(1, cores // max(1, num_cores or cores))
-    # Hadoop/Spark/EMR/Dataproc: a container has one vcore unless you ask for more
-    # (-D mapreduce.map.cpu.vcores=N together with --threads N).
-    return 1
-
-
 def runner_hadoop_bin(job):
     """The hadoop command (a list of arguments) ``job``'s runner would use for hdfs:// paths:
     ``--hadoop-bin``, or ``hadoop_bin`` of the mrjob.conf given with ``-c``.  None if that runner has
     no such option (inline, local) or leaves the command to be found like mrjob does (PATH,
     ``$HADOOP_HOME/bin``)."""
-    runner_class = job._runner_class()
-    if "hadoop_bin" not in getattr(runner_class, "OPT_NAMES", ()):
-        return None
-    # a runner is only created here, never run (creating one reads the mrjob.conf files)
-    return job.make_runner()._opts.get("hadoop_bin") or None
+    return runner_option(job, "hadoop_bin") or None
 
 
-def threads_in_task(option_value):
-    """The thread count a running task should use."""
-    if option_value:
-        return int(option_value)
-    return int(os.environ.get("MR_TL_THREADS", "1"))
+def summed_counters(runner):
+    """``{group: {name: value}}`` over all steps of a finished job."""
+    out = {}
+    for step in runner.counters():
+        for group, names in step.items():
+            for name, n in names.items():
+                out.setdefault(group, {})[name] = out.get(group, {}).get(name, 0) + n
+    return out
 
 
-class MRTLJob(MRJob):
+class MRTLJob(HookedMRJob):
     """Base class of mr_tl's jobs (see the module docstring)."""
 
     def configure_args(self):
@@ -116,9 +102,8 @@ class MRTLJob(MRJob):
 
     # -- driver side ------------------------------------------------------
 
-    def _runner_kwargs(self):
-        kwargs = super()._runner_kwargs()
-        alias = self._runner_class().alias
+    def adjust_runner_kwargs(self, kwargs):
+        alias = runner_alias(self)
         if alias != "inline":  # inline tasks run in this process and import mr_tl directly
             kwargs["py_files"] = list(kwargs.get("py_files") or []) + [package_zip()]
         threads = self.options.threads or task_threads(alias, getattr(self.options, "num_cores", None))
@@ -128,13 +113,11 @@ class MRTLJob(MRJob):
         return kwargs
 
     def check_inputs(self):
-        """Raise InputError if the job should not run; called before submitting."""
+        """Raise an mr_tl error (InputError...) if the job should not run; called before submitting."""
 
     def driver_fs(self):
         """Filesystem for the driver's own reads of inputs and side files: local paths, and hdfs:// URIs
         through the hadoop command the job's runner uses (see :func:`runner_hadoop_bin`)."""
-        from mr_tl import storage
-
         if getattr(self, "_driver_fs", None) is None:
             self._driver_fs = storage.filesystem(runner_hadoop_bin(self))
         return self._driver_fs
@@ -159,9 +142,9 @@ class MRTLJob(MRJob):
                     logger.setLevel(logging.INFO)
         try:
             self.check_inputs()
-        except InputError as e:
+        except MrTlError as e:
             print("error: %s" % e, file=sys.stderr)
-            sys.exit(2)
+            sys.exit(e.exit_code)
         with self.make_runner() as runner:
             try:
                 runner.run()
@@ -174,9 +157,9 @@ class MRTLJob(MRJob):
                 self.stdout.flush()
             try:
                 self.report(runner)
-            except InputError as e:
+            except MrTlError as e:
                 print("error: %s" % e, file=sys.stderr)
-                sys.exit(1)
+                sys.exit(e.exit_code)
 
 
 def split_runner_args(argv, parser, job_class):
@@ -187,8 +170,8 @@ def split_runner_args(argv, parser, job_class):
     JAR``, ``-D k=v``, ...) go to mrjob, with their values, so a value is
     never mistaken for one of the driver's positional arguments.
     """
-    ours = parser._option_string_actions
-    theirs = job_class(args=[]).arg_parser._option_string_actions
+    ours = option_actions(parser)
+    theirs = option_actions(job_class(args=[]).arg_parser)
     own, runner = [], []
     i = 0
     while i < len(argv):

@@ -1,0 +1,12 @@
+"""The MapReduce jobs: thin mrjob adapters over the pure core, one job per module.
+
+``base``          what every mr_tl job shares (shipping the package, threads per task, the driver side)
+``compat``        every use of mrjob's (and argparse's) private API, in one place, each pinned by a test
+``scan``          feature records -> counts, dimensions, bad vectors, duplicate ids, worker sizes, sums
+``partition``     feature records -> the worker files of a training run (round records)
+``train_round``   round records -> the next training state (local SGD, averaging), and scores
+``round_runner``  the training loop's runner that runs scan, partition and rounds as jobs
+
+The featurize and evaluate jobs are their commands' modules (``mr_tl.featurize``,
+``mr_tl.evaluate``), so ``python -m mr_tl.featurize`` is the job itself.
+"""

@@ -1,0 +1,377 @@
+"""The training loop: plan -> resume -> rounds -> finish, over a swappable round runner.
+
+The loop holds the model, counts and file names, never the data: what it
+knows of the features comes from the runner's scan (counts, dimensions,
+worker sizes, the fingerprint, moment sums), and every round, validation
+included, is the runner's.  Two runners implement :class:`RoundRunner`:
+:class:`mr_tl.training.in_process.InProcessRunner` (the data in this
+process: tests, benchmarks) and :class:`mr_tl.jobs.round_runner.MapReduceRunner`
+(scan, partition and rounds as MapReduce jobs on any mrjob runner).  Both
+give the same bits.
+
+Validation rides along with the next round: the job of round r+1 scores its
+start state, which is the state after round r, on the val split and on the
+training examples (so a validated round costs no extra job); the run's last
+validation is one score-only job.  A round's metrics line (and its progress
+line) is written when its validation has arrived.
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mr_tl import __version__
+from mr_tl.errors import FeatureError, RunError, TrainingError, UsageError
+from mr_tl.feature_scan import check
+from mr_tl.head import SoftmaxHead
+from mr_tl.normalization import Normalizer
+from mr_tl.run import RunDir
+from mr_tl.training.hyperparameters import Hyperparameters
+from mr_tl.training.partition import rounds_per_epoch
+from mr_tl.training.round import RoundSpec, initial_state
+
+LABELS_FORMAT = "mr_tl.labels/1"
+
+
+class RoundFailed(Exception):
+    """A round job failed in a way that running it again may fix (a lost task, a killed job)."""
+
+
+class RoundRunner:
+    """What the loop needs from whoever holds the data and runs the rounds."""
+
+    name = "?"
+
+    def classes(self):
+        """The class names, in label order."""
+        raise NotImplementedError
+
+    def dim(self):
+        """The dimension of the feature vectors (from the first record), or None if there is none."""
+        raise NotImplementedError
+
+    def scan(self, hyper, n_classes, dim):
+        """``(FeatureScan, [(duplicated id, count)])`` of the features for this partition."""
+        raise NotImplementedError
+
+    def prepare(self, hyper, tasks, scan, run_arrays):
+        """Deal the training examples to workers (or find them dealt already); ``run_arrays``
+        (worker sizes, normalization statistics) go with every round."""
+        raise NotImplementedError
+
+    def run_round(self, state, hyper, tasks, spec):
+        """``(next state arrays, meta)`` of one round; raise RoundFailed for a retryable failure."""
+        raise NotImplementedError
+
+    def describe(self):
+        """The inputs, for the run's config (file names, not data)."""
+        return {}
+
+    def close(self):
+        """Remove temporary files (the prepared worker files stay for --resume)."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long to train, when to validate and stop; none of it changes a round's result."""
+
+    epochs: int = 10
+    tasks: int = 0                # round tasks the workers are spread over; 0 = one per worker
+    validate_every: int = 0       # validate every N rounds (and after the last); 0 = never
+    early_stopping: int = 0       # stop after this many validations without a better val accuracy
+    stop_after_rounds: int = 0    # stop after N rounds of this invocation, without a head
+    round_retries: int = 2        # run a failed round job again up to this many times
+
+    def __post_init__(self):
+        problems = []
+        for name in ("epochs",):
+            if getattr(self, name) < 1:
+                problems.append("--%s must be at least 1" % name)
+        for name in ("tasks", "validate_every", "early_stopping", "stop_after_rounds", "round_retries"):
+            if getattr(self, name) < 0:
+                problems.append("--%s must be >= 0" % name.replace("_", "-"))
+        if self.early_stopping and not self.validate_every:
+            problems.append("--early-stopping needs --validate-every")
+        if problems:
+            raise UsageError("; ".join(problems))
+
+
+def fmt_seconds(s):
+    s = int(s)
+    return "%dh%02dm" % (s // 3600, s % 3600 // 60) if s >= 3600 else "%dm%02ds" % (s // 60, s % 60)
+
+
+def mean_losses(losses_by_worker):
+    """Per-minibatch loss averaged over the workers that ran that minibatch (NaN if one diverged)."""
+    lists = [[float("nan") if x is None else x for x in l] for _, l in sorted(losses_by_worker.items())]
+    steps = max((len(l) for l in lists), default=0)
+    return [float(np.mean([l[k] for l in lists if k < len(l)])) for k in range(steps)]
+
+
+class Trainer:
+    """One invocation of training: ``Trainer(...).run()`` (see the module docstring)."""
+
+    def __init__(self, runner, run_dir, hyper, schedule=Schedule(), resume=False, out=print):
+        self.runner = runner
+        self.run = RunDir(run_dir) if isinstance(run_dir, str) else run_dir
+        self.hyper = hyper
+        self.schedule = schedule
+        self.resume = resume
+        self.out = out
+
+    # -- plan: what the data is and whether it can be trained on ------------------------
+
+    def plan(self):
+        h, s = self.hyper, self.schedule
+        self.classes = self.runner.classes()
+        dim = self.runner.dim()
+        if dim is None:
+            raise FeatureError("the features hold no feature vectors")
+        scan, duplicates = self.runner.scan(h, len(self.classes), dim)
+        check(scan, duplicates, len(self.classes))
+        self.scan, self.dim = scan, dim
+        self.counts = dict(scan.featurized)
+        if self.counts["train"] == 0:
+            raise FeatureError("the train split is empty")
+        if s.validate_every and self.counts["val"] == 0:
+            raise FeatureError("--validate-every needs a val split, but it is empty")
+        if h.workers > self.counts["train"]:
+            raise FeatureError("%d workers but only %d training examples" % (h.workers, self.counts["train"]))
+        self.tasks = s.tasks or h.workers
+        if not 1 <= self.tasks <= h.workers:
+            raise UsageError("--tasks must be between 1 and --workers (%d)" % h.workers)
+        self.normalizer = Normalizer.fit(h.normalization, scan.moments)
+        self.worker_sizes = [int(n) for n in scan.worker_sizes]
+        self.per_epoch = rounds_per_epoch(self.worker_sizes, h.batch_size, h.averaging_frequency)
+        self.total_rounds = self.per_epoch * s.epochs
+        self.fingerprint = scan.fingerprint()
+
+    # -- resume or start -------------------------------------------------------------------
+
+    def resume_or_start(self):
+        run = self.run
+        self.start_round, self.arrays, self.start_meta = 0, None, None
+        if os.path.exists(run.file("config.json")):
+            if not self.resume:
+                raise RunError("%s already holds a run (use --resume to continue it, or another -o)" % run.path)
+            previous = run.read_json("config.json")
+            try:
+                before = Hyperparameters.from_dict(previous["training"])
+            except (KeyError, TypeError, ValueError, UsageError) as e:
+                raise RunError("%s/config.json is not a configuration of this version of mr_tl: %s"
+                               % (run.path, e)) from None
+            changed = before.differences(self.hyper)
+            if changed:
+                raise RunError("cannot resume: the configuration differs from the run's: %s" % ", ".join(
+                    "%s was %r, now %r" % (k, a, b) for k, (a, b) in sorted(changed.items())))
+            features = previous.get("features", {})
+            if features.get("fingerprint") != self.fingerprint:
+                raise RunError("cannot resume: the training features differ from the run's (%s examples, "
+                               "fingerprint %s...; now %d, %s...)"
+                               % (features.get("train_examples"), str(features.get("fingerprint"))[:12],
+                                  self.counts["train"], self.fingerprint[:12]))
+            found = run.latest_good_checkpoint(warn=self.out)
+            if found is not None:
+                self.start_round, self.start_meta, self.arrays = found
+                self.out("resuming after round %d" % self.start_round)
+        elif self.resume:
+            self.out("nothing to resume in %s; starting a new run" % run.path)
+        if self.start_round > self.total_rounds:
+            raise RunError("cannot resume with --epochs %d (%d rounds): the run is already at round %d; "
+                           "its head is the checkpoint of that round"
+                           % (self.schedule.epochs, self.total_rounds, self.start_round))
+
+    def needs_validation(self, round_number):
+        every = self.schedule.validate_every
+        return bool(every) and round_number > 0 and (round_number % every == 0
+                                                     or round_number == self.total_rounds)
+
+    def write_config(self):
+        run, h = self.run, self.hyper
+        self.config = {
+            "training": h.to_dict(),
+            "epochs": self.schedule.epochs, "tasks": self.tasks, "rounds_per_epoch": self.per_epoch,
+            "rounds": self.total_rounds,
+            "validate_every": self.schedule.validate_every, "early_stopping": self.schedule.early_stopping,
+            "runner": self.runner.name, "mr_tl_version": __version__,
+            "features": dict(self.runner.describe(), fingerprint=self.fingerprint, dim=self.dim,
+                             classes=len(self.classes), train_examples=self.counts["train"],
+                             val_examples=self.counts["val"], test_examples=self.counts["test"]),
+            "worker_examples": self.worker_sizes,
+        }
+        run.write_json("config.json", self.config)
+        run.write_json("labels.json", {"format": LABELS_FORMAT, "classes": self.classes})
+        if self.normalizer.kind != "none":
+            run.write_arrays("normalization.npz", {"kind": self.normalizer.kind}, self.normalizer.arrays())
+
+    def run_arrays(self):
+        arrays = {"worker_sizes": np.asarray(self.worker_sizes, dtype=np.int64)}
+        arrays.update(self.normalizer.arrays())
+        return arrays
+
+    # -- the rounds -----------------------------------------------------------------------
+
+    def _run_round(self, spec, round_number):
+        attempts = self.schedule.round_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.runner.run_round(self.arrays, self.hyper, self.tasks, spec)
+            except RoundFailed as e:
+                # A round is a pure function of (state, data, round): running it
+                # again after a lost task gives the same bits.
+                if attempt == attempts:
+                    raise TrainingError("round %d failed %d times (%s); the last good checkpoint (round %d) "
+                                        "is kept; fix the cause and continue with --resume"
+                                        % (round_number, attempt, e, self.last_checkpoint)) from None
+                self.out("round %d failed (%s); running it again (attempt %d of %d)"
+                         % (round_number, e, attempt + 1, attempts))
+
+    def _finish_record(self, record, scores):
+        """Add the validation of ``record``'s round; returns whether training should stop early."""
+        val, train = scores["val"], scores["train"]
+        record.update({"val_accuracy": val["correct"] / val["examples"] if val["examples"] else 0.0,
+                       "val_loss": _loss(val), "train_accuracy": train["correct"] / train["examples"],
+                       "train_loss": _loss(train)})
+        best = self.best
+        if record["val_accuracy"] > best["accuracy"]:
+            self.best = {"accuracy": record["val_accuracy"], "round": record["round"], "waited": 0}
+            return False
+        best["waited"] += 1
+        return bool(self.schedule.early_stopping) and best["waited"] >= self.schedule.early_stopping
+
+    def _emit(self, record):
+        """Append ``record`` to metrics.jsonl and print its progress line."""
+        self.run.append_metrics(record)
+        line = "round %d/%d  epoch %d/%d  loss %.4f" % (
+            record["round"], self.total_rounds, record["epoch"], self.schedule.epochs,
+            float("nan") if record["loss"] is None else record["loss"])
+        if "val_accuracy" in record:
+            line += "  val acc %.4f" % record["val_accuracy"]
+        recent = self.durations[-10:]
+        eta = (self.total_rounds - record["round"]) * sum(recent) / len(recent) if recent else 0.0
+        self.out("%s  %.1f s/round  ETA %s" % (line, record.get("seconds", 0.0), fmt_seconds(eta)))
+
+    def rounds(self):
+        h, run = self.hyper, self.run
+        per_epoch = self.per_epoch
+        self.durations = []
+        self.last_checkpoint = self.start_round
+        # the last round's record, waiting for its validation (on resume: the checkpoint's round)
+        pending = None
+        if self.needs_validation(self.start_round):
+            pending = dict(self.start_meta.get("metrics") or {"round": self.start_round})
+        stop_early = False
+        for r in range(self.start_round, self.total_rounds):
+            epoch, j = divmod(r, per_epoch)
+            spec = RoundSpec(epoch, j * (h.averaging_frequency or 0), train=True, score=self.needs_validation(r))
+            t0 = time.time()
+            new_arrays, meta = self._run_round(spec, r + 1)
+            seconds = time.time() - t0
+            if spec.score:
+                stop_early = self._finish_record(pending, meta["scores"])
+                self._emit(pending)
+                pending = None
+                if stop_early:
+                    break   # round r + 1 is not kept: the run stops at round r, as if validated at once
+            losses = mean_losses({int(w): l for w, l in meta["losses"].items()})
+            bad = [name for name, a in new_arrays.items() if not np.all(np.isfinite(a))]
+            if bad or not all(math.isfinite(x) for x in losses):
+                raise TrainingError("training diverged in round %d (loss %s, non-finite %s); the last good "
+                                    "checkpoint (round %d) is kept; try a lower --lr"
+                                    % (r + 1, losses[-1] if losses else "?", ", ".join(bad) or "losses", r))
+            self.arrays = new_arrays
+            self.iteration += len(losses)
+            self.durations.append(seconds)
+            record = {"round": r + 1, "epoch": epoch + 1, "iteration": self.iteration, "losses": losses,
+                      "loss": float(np.mean(losses)) if losses else None, "examples": meta["examples"],
+                      "seconds": round(seconds, 3)}
+            # the checkpoint holds only what is deterministic (no timings): same run, same bytes
+            run.write_checkpoint(r + 1, {"round": r + 1, "epoch": epoch + 1, "iteration": self.iteration,
+                                         "metrics": {k: v for k, v in record.items() if k != "seconds"}},
+                                 self.arrays)
+            self.last_checkpoint = r + 1
+            if self.needs_validation(r + 1):
+                pending = record
+            else:
+                self._emit(record)
+            if (self.schedule.stop_after_rounds and r + 1 - self.start_round >= self.schedule.stop_after_rounds
+                    and r + 1 < self.total_rounds):
+                self.out("stopping after %d rounds as asked; continue with --resume" % self.schedule.stop_after_rounds)
+                return False
+        if pending is not None:   # the last round: one score-only job
+            t0 = time.time()
+            _, meta = self._run_round(RoundSpec(train=False, score=True), pending["round"])
+            self.durations.append(time.time() - t0)
+            stop_early = self._finish_record(pending, meta["scores"]) or stop_early
+            self._emit(pending)
+        if stop_early:
+            self.out("early stopping: no better validation accuracy for %d validations; best was round %d (%.4f)"
+                     % (self.schedule.early_stopping, self.best["round"], self.best["accuracy"]))
+        return True
+
+    # -- the whole invocation ------------------------------------------------------------------
+
+    def run_all(self):
+        started = time.time()
+        self.plan()
+        self.resume_or_start()
+        run, h = self.run, self.hyper
+        # nothing is written before this point: every check above leaves RUN_DIR as it was
+        os.makedirs(run.path, exist_ok=True)
+        self.runner.prepare(h, self.tasks, self.scan, self.run_arrays())
+        self.write_config()
+        if self.arrays is None:
+            self.arrays = initial_state(self.dim, len(self.classes), h)
+            run.write_checkpoint(0, {"round": 0, "epoch": 0, "iteration": 0}, self.arrays)
+            run.rewrite_metrics([])
+            self.start_meta = {}
+        else:
+            # drop metric lines past the checkpoint we resume from (their rounds will be redone), and the
+            # line of that checkpoint's round if its validation is still to come; restore it from the
+            # checkpoint if the driver died before appending it
+            start = self.start_round
+            kept = [m for m in run.read_metrics() if m["round"] < start
+                    or (m["round"] == start and not self.needs_validation(start))]
+            if start > 0 and not self.needs_validation(start) and not any(m["round"] == start for m in kept) \
+                    and "metrics" in self.start_meta:
+                kept.append(self.start_meta["metrics"])
+            run.rewrite_metrics(kept)
+        self.iteration = self.start_meta.get("iteration", 0) if self.start_meta else 0
+        self.best = {"accuracy": -1.0, "round": self.start_round, "waited": 0}
+        for m in run.read_metrics():
+            if m.get("val_accuracy") is not None and m["val_accuracy"] > self.best["accuracy"]:
+                self.best = {"accuracy": m["val_accuracy"], "round": m["round"], "waited": 0}
+            elif m.get("val_accuracy") is not None:
+                self.best["waited"] += 1
+        self.out("training %d -> %d classes: %d examples on %d workers (%s per round), %d rounds (%d epochs x %d), "
+                 "runner %s" % (self.dim, len(self.classes), self.counts["train"], h.workers, h.describe_schedule(),
+                                self.total_rounds, self.schedule.epochs, self.per_epoch, self.runner.name))
+        try:
+            finished = self.rounds()
+        finally:
+            self.runner.close()
+        if not finished:
+            return run
+        final_round = self.last_checkpoint
+        if self.schedule.early_stopping and self.best["round"] > 0:
+            final_round = self.best["round"]
+        _, arrays = run.load_checkpoint(final_round)
+        head_meta = {"classes": self.classes, "n_features": self.dim, "round": final_round,
+                     "features": self.config["features"], "training": h.to_dict(),
+                     "normalization": self.normalizer.kind}
+        run.write_head(arrays["W"], arrays["b"], head_meta, self.normalizer.arrays())
+        self.out("done in %s: %s/head.npz (round %d)" % (fmt_seconds(time.time() - started), run.path, final_round))
+        return run
+
+
+def _loss(counts):
+    from mr_tl.metrics import LOSS_UNIT
+
+    return counts["loss_units"] * LOSS_UNIT / counts["examples"] if counts["examples"] else 0.0
+
+
+def head_of(arrays):
+    return SoftmaxHead(arrays["W"], arrays["b"])

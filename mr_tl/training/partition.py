@@ -1,0 +1,43 @@
+"""Which worker trains on which example, and which round task holds which worker.
+
+An example's worker is a seeded function of its id alone (:func:`worker_of`):
+adding or removing one image never moves another, and the assignment is the
+same on every runner and every retry.  Worker sizes therefore differ a
+little (a multinomial draw, about ``sqrt(n / workers)``); the partition job
+and the scan job report them exactly.
+
+Workers are spread over round tasks in contiguous blocks
+(:func:`task_of_worker`), so a task can already add up sibling workers of
+the averaging tree (mr_tl.averaging) before anything is shuffled.
+"""
+
+import hashlib
+
+import numpy as np
+
+
+def worker_of(image_id, seed, workers):
+    """The worker (0 .. workers-1) that trains on ``image_id``."""
+    digest = hashlib.sha256(b"mr_tl.worker\0%d\0%s" % (int(seed), image_id.encode("utf-8"))).digest()
+    return int.from_bytes(digest[:8], "little") % int(workers)
+
+
+def workers_of(ids, seed, workers):
+    """:func:`worker_of` of every id, as an int64 array."""
+    return np.fromiter((worker_of(i, seed, workers) for i in ids), dtype=np.int64, count=len(ids))
+
+
+def task_of_worker(worker, workers, tasks):
+    """The round task (0 .. tasks-1) that holds ``worker``: contiguous, balanced blocks."""
+    return int(worker) * int(tasks) // int(workers)
+
+
+def workers_of_task(task, workers, tasks):
+    """The workers task ``task`` holds (inverse of :func:`task_of_worker`)."""
+    return [w for w in range(workers) if task_of_worker(w, workers, tasks) == task]
+
+
+def rounds_per_epoch(worker_sizes, batch_size, averaging_frequency):
+    """Rounds needed for the largest worker to see all its examples once."""
+    batches = max(-(-int(n) // batch_size) for n in worker_sizes)
+    return 1 if not averaging_frequency else max(1, -(-batches // averaging_frequency))

@@ -1,0 +1,231 @@
+"""One training round as pure functions (numpy only, no mrjob).
+
+A round task holds whole workers (their training examples) and a share of
+the validation split (:class:`TaskExamples`).  :func:`run_task` is what a
+round task does: optionally score the round's *start* state on its
+validation and training examples, then run local SGD for each of its
+workers and add up sibling workers of the averaging tree.  :func:`finish_round`
+is what the reducer does: complete the tree, take the example-weighted mean,
+apply the outer optimizer, add up the scores.
+
+The map tasks of a MapReduce round (mr_tl.jobs.train_round) and the
+in-process runner (mr_tl.training.in_process) call exactly these functions,
+so both give the same bits, whatever the number of tasks.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mr_tl import averaging
+from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, run_minibatches
+from mr_tl.metrics import ScoreCounts, score_head
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """Where a round is in the schedule and what it does."""
+
+    epoch: int = 0
+    first_batch: int = 0   # index of the round's first minibatch within the epoch
+    train: bool = True     # run local SGD (False: only score the state)
+    score: bool = False    # score the start state on the val split and the training examples
+
+
+class _Rows:
+    """Feature rows of one group of examples, as they arrive; one float32 array at the end.
+
+    ``capacity`` (when known) allocates the rows once at their final size;
+    otherwise the buffer doubles as needed.
+    """
+
+    def __init__(self, dim, capacity=None):
+        self.dim = dim
+        self.ids, self.labels = [], []
+        self._buf = np.empty((max(1, capacity or 256), dim), dtype=np.float32)
+
+    def add(self, image_id, label, x):
+        n = len(self.ids)
+        if n == len(self._buf):
+            grown = np.empty((2 * n, self.dim), dtype=np.float32)
+            grown[:n] = self._buf
+            self._buf = grown
+        self._buf[n] = x
+        self.ids.append(image_id)
+        self.labels.append(label)
+
+    def arrays(self):
+        """``(ids, X, y)`` sorted by id (the order of a worker's examples on every runner)."""
+        n = len(self.ids)
+        X = self._buf[:n]
+        self._buf = None
+        y = np.asarray(self.labels, dtype=np.int64)
+        ids = self.ids
+        if any(ids[i] > ids[i + 1] for i in range(n - 1)):
+            order = sorted(range(n), key=ids.__getitem__)
+            ids, X, y = [ids[i] for i in order], X[order], y[order]
+        return ids, X, y
+
+
+class TaskExamples:
+    """The examples one round task holds: whole workers and a share of the val split.
+
+    ``worker_sizes`` (optional): examples per worker, so each worker's rows are
+    allocated once at their final size.
+    """
+
+    def __init__(self, dim, worker_sizes=None):
+        self.dim = dim
+        self.worker_sizes = worker_sizes
+        self.workers = {}
+        self.val = _Rows(dim)
+
+    def add_train(self, worker, image_id, label, x):
+        rows = self.workers.get(worker)
+        if rows is None:
+            size = int(self.worker_sizes[worker]) if self.worker_sizes is not None else None
+            rows = self.workers[worker] = _Rows(self.dim, size)
+        rows.add(image_id, label, x)
+
+    def add_val(self, image_id, label, x):
+        self.val.add(image_id, label, x)
+
+    def __len__(self):
+        return sum(len(r.ids) for r in self.workers.values()) + len(self.val.ids)
+
+    def iter_workers(self, normalizer=None):
+        """``(worker, X, y)`` per worker in worker order, rows in id order, normalized; each worker's
+        rows are handed over (and forgotten here) one at a time."""
+        for worker in sorted(self.workers):
+            _, X, y = self.workers.pop(worker).arrays()
+            yield worker, (normalizer.apply(X) if normalizer is not None else X), y
+
+    def val_arrays(self, normalizer=None):
+        _, X, y = self.val.arrays()
+        return (normalizer.apply(X) if normalizer is not None else X), y
+
+
+def start_point(arrays):
+    """Where workers start: the block-momentum look-ahead if there is one, else W, b."""
+    W = arrays.get("start_W", arrays["W"])
+    b = arrays.get("start_b", arrays["b"])
+    return SoftmaxHead(W.copy(), b.copy()), {"vW": arrays["vW"].copy(), "vb": arrays["vb"].copy()}
+
+
+def worker_round(arrays, X, y, worker, hyper, spec):
+    """Local SGD of one worker: ``(examples, {W, b, vW, vb}, losses)``.
+
+    ``X``, ``y`` are the worker's examples in id order; the worker visits
+    them in the order drawn from ``(seed, epoch, worker)``.
+    """
+    head, velocity = start_point(arrays)
+    optimizer = Nesterovs(hyper.lr, hyper.momentum)
+    order = epoch_order(len(y), hyper.seed, spec.epoch, worker)
+    n_batches = hyper.averaging_frequency or -(-len(y) // hyper.batch_size)
+    # A diverging worker overflows; that is reported by the driver's finiteness
+    # check, not as warnings (which would also break mrjob's inline runner,
+    # whose task stderr takes only bytes).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        losses, examples = run_minibatches(head, velocity, optimizer, X, y, order, spec.first_batch,
+                                           n_batches, hyper.batch_size, hyper.l2)
+    return examples, {"W": head.W, "b": head.b, "vW": velocity["vW"], "vb": velocity["vb"]}, losses
+
+
+@dataclass
+class TaskResult:
+    """What one round task sends on: tree nodes (with a leaf's float32 values), and scores."""
+
+    nodes: list = field(default_factory=list)        # [(Contribution, leaf values or None)]
+    scores: dict = field(default_factory=dict)       # {"val": ScoreCounts, "train": ScoreCounts}
+
+
+def run_task(arrays, workers, val, hyper, spec):
+    """One round task: score the start state (``spec.score``), run local SGD per worker (``spec.train``).
+
+    ``workers``: ``(worker, X, y)`` of each worker the task holds, rows in id order and
+    normalized; ``val``: ``(X, y)`` of its validation examples (or None when not scoring).
+    """
+    result = TaskResult()
+    head = SoftmaxHead(arrays["W"], arrays["b"])
+    if spec.score:
+        result.scores = {"val": ScoreCounts(), "train": ScoreCounts()}
+        if val is not None:
+            result.scores["val"].add(score_head(head, *val))
+    leaves, values_of = [], {}
+    for worker, X, y in workers:
+        if not len(y):
+            continue   # an empty worker (possible with few examples per worker): see finish_round
+        if spec.score:
+            result.scores["train"].add(score_head(head, X, y))
+        if spec.train:
+            n, values, losses = worker_round(arrays, X, y, worker, hyper, spec)
+            leaves.append(averaging.leaf(worker, n, values, losses))
+            values_of[(0, worker)] = values
+    # siblings held by this task are added up here (what a combiner would do)
+    for node in averaging.merge(leaves, hyper.workers):
+        result.nodes.append((node, values_of.get((node.level, node.index))))
+    return result
+
+
+def add_scores(parts):
+    """Sum ``{"val": ScoreCounts, ...}`` dicts."""
+    total = {}
+    for part in parts:
+        for name, counts in part.items():
+            total.setdefault(name, ScoreCounts()).add(counts)
+    return total
+
+
+def finish_round(contributions, scores, arrays, hyper, spec, worker_sizes=None):
+    """The reducer: ``(next state arrays, meta)`` from the round's contributions and score parts.
+
+    A worker with no examples (``worker_sizes``) has no task to speak for it: it
+    joins the tree as an empty leaf.  A score-only round (``spec.train`` false)
+    returns the state unchanged.
+    """
+    meta = {}
+    new_arrays = arrays
+    if spec.train:
+        contributions = list(contributions)
+        if worker_sizes is not None:
+            shapes = {name: arrays[name].shape for name in ("W", "b", "vW", "vb")}
+            contributions += [averaging.empty_leaf(w, shapes) for w, n in enumerate(worker_sizes) if not n]
+        merged = averaging.merge(contributions, hyper.workers)
+        if len(merged) != 1:
+            have = sorted(w for c in merged for w in c.losses)
+            raise ValueError("round is missing workers: have %s of %d" % (have, hyper.workers))
+        root = merged[0]
+        mean = averaging.mean_of(root, hyper.workers)
+        outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr,
+                                         hyper.workers)
+        new_arrays, outer_arrays = outer.apply(mean, arrays)
+        new_arrays.update(outer_arrays)
+        meta = {"examples": root.examples, "losses": {str(w): l for w, l in sorted(root.losses.items())}}
+    if spec.score:
+        meta["scores"] = {name: counts.to_meta() for name, counts in sorted(scores.items())}
+    return new_arrays, meta
+
+
+def initial_state(n_features, n_classes, hyper):
+    """Round 0: Xavier-initialised head, zero velocity, the outer optimizer's state."""
+    head = SoftmaxHead.xavier(n_features, n_classes, hyper.seed)
+    arrays = {"W": head.W, "b": head.b, "vW": np.zeros_like(head.W), "vb": np.zeros_like(head.b)}
+    outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr, hyper.workers)
+    arrays.update(outer.initial_state(arrays))
+    return arrays
+
+
+def simulate_round(arrays, worker_data, hyper, spec, val=None, tasks=1):
+    """A whole round in this process: ``worker_data[w] = (X, y)`` in id order; ``val = (X, y)`` or None.
+
+    ``tasks`` spreads the workers over that many simulated tasks (it does not change the result).
+    """
+    from mr_tl.training.partition import task_of_worker
+
+    results = []
+    for task in range(tasks):
+        mine = [(w, X, y) for w, (X, y) in enumerate(worker_data) if task_of_worker(w, hyper.workers, tasks) == task]
+        results.append(run_task(arrays, mine, val if task == 0 else None, hyper, spec))
+    nodes = [node for r in results for node, _ in r.nodes]
+    sizes = [len(y) for _, y in worker_data]
+    return finish_round(nodes, add_scores(r.scores for r in results), arrays, hyper, spec, sizes)
