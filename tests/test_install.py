@@ -208,8 +208,8 @@ def test_demo_pipeline_runs_from_the_installed_wheel(installed):
     mr_tl("train", "-r", "local", "features", "-o", "run", "--workers", "2", "--epochs", "2",
           "--averaging-frequency", "epoch")
     assert os.path.isfile(os.path.join(work, "run", "head.npz"))
-    evaluated = run([python, "-m", "mr_tl.evaluate", "-r", "local", "-q", "--run", "run", "features", "--split", "test"],
-                    check=False, env=env, cwd=work)
+    evaluated = run([python, "-m", "mr_tl.evaluate", "-r", "local", "-q", "--run", "run", "features",
+                     "--split", "test"], check=False, env=env, cwd=work)
     with open(os.path.join(work, "run", "evaluation", "test", "metrics.json")) as f:
         metrics = json.load(f)
     assert 0 <= metrics["accuracy"] <= 1
