@@ -130,8 +130,10 @@ def python_without_editable_mr_tl(tmp_path_factory):
     root = tmp_path_factory.mktemp("python_bin")
     (root / "site").mkdir()
     (root / "site" / "sitecustomize.py").write_text(
-        "import sys\n"
-        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n")
+        "import os, sys\n"
+        "# an editable install is an import hook (setuptools' finder) or a path entry (a .pth): drop both\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        "sys.path[:] = [p for p in sys.path if not os.path.isfile(os.path.join(p, 'mr_tl', '__init__.py'))]\n")
     script = root / "python"
     script.write_text('#!/bin/sh\nPYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}%s" exec %s "$@"\n'
                       % (root / "site", PYTHON))
