@@ -17,11 +17,12 @@ its own bytes.  A number u in [0, 1) is drawn from sha256(seed, sha256 of the
 image's bytes); u < test fraction -> test, u < test + val fraction -> val,
 else train, with the fractions of the image's class.  Identical bytes always
 land in the same split, and adding, removing or changing one image never
-moves another (in fraction mode; see --val).  Per class the split sizes
-follow the fractions on average, not exactly.  A class whose images all
-drew val or test gets its image with the largest u moved to train (listed in
-the manifest, with a warning); a class with fewer than 2 training images is
-warned about.  The same input gives byte-identical output.
+moves another (with fractions, and apart from the rescue below; see --val).
+Per class the split sizes follow the fractions on average, not exactly.  A
+class whose images all drew val or test gets its image with the largest u
+moved to train (listed in the manifest, with a warning); a class with fewer
+than 2 training images is warned about.  The same input gives byte-identical
+output.
 
 Files: only regular files are read (FIFOs, sockets, devices are rejected
 unopened); each file is read once, its header checked on the first MiB
@@ -29,9 +30,9 @@ before the rest is read, and its size capped (--max-file-size) before reading.
 The full decode happens in the featurize job.  Symbolic links are followed
 when they point outside IMAGES_DIR (to a folder: not into a loop); a link to
 something inside IMAGES_DIR is skipped, since its target is packed under its
-own name.  Files with the same bytes: within one class, one copy is packed and
-the others are listed as duplicates; in different classes, every copy is
-rejected as conflicting-labels.
+own name.  Files with the same bytes: within one class, the copy whose id
+sorts first is packed and the others are listed as duplicates of it; in
+different classes, every copy is rejected as conflicting-labels.
 
 files found (counted from the directory listing) = packed + rejected +
 skipped + duplicate is checked; pack fails rather than lose track of a file.
