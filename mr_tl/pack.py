@@ -46,6 +46,7 @@ import base64
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
 import sys
@@ -201,6 +202,15 @@ def find_images(images_dir):
         listing.found.append(rel)
         listing.skipped.append((rel, kind, why))
 
+    def hidden(path, rel):
+        skip(rel, "hidden", "hidden file or folder")
+        if os.path.islink(path):
+            try:
+                target = _utf8(os.readlink(path))
+            except OSError:
+                target = "?"
+            listing.symlinks.append({"path": rel, "target": target, "followed": False, "why": "hidden: not followed"})
+
     def follow(path, rel, chain):
         """For a symbolic link: ``(True, None)`` to follow it, or ``(False, why)``."""
         try:
@@ -214,7 +224,7 @@ def find_images(images_dir):
         entry = {"path": rel, "target": target}
         listing.symlinks.append(entry)
         if not os.path.exists(path):
-            entry.update(followed=True, why="dangling: its target does not exist (rejected as unreadable)")
+            entry.update(followed=True, why="dangling: its target does not exist")
             return True, None
         if _within(real, root_real):
             inside = os.path.relpath(real, root_real).replace(os.sep, "/")
@@ -229,7 +239,7 @@ def find_images(images_dir):
         entry.update(followed=True, why="points outside the image folder: followed")
         return True, None
 
-    def walk(directory, rel_dir, index, chain):
+    def walk(directory, rel_dir, index, chain, text_name=True):
         try:
             names = sorted(os.listdir(directory))
         except OSError as e:
@@ -240,7 +250,7 @@ def find_images(images_dir):
             path = os.path.join(directory, name)
             rel = rel_dir + "/" + _utf8(name)
             if name.startswith("."):
-                skip(rel, "hidden", "hidden file or folder")
+                hidden(path, rel)
                 continue
             if os.path.islink(path):
                 ok, why = follow(path, rel, chain)
@@ -248,8 +258,8 @@ def find_images(images_dir):
                     skip(rel, "symlink", why)
                     continue
             if os.path.isdir(path):
-                walk(path, rel, index, chain + [os.path.realpath(path)])
-            elif not _is_utf8(name) or not _is_utf8(rel_dir):
+                walk(path, rel, index, chain + [os.path.realpath(path)], text_name and _is_utf8(name))
+            elif not _is_utf8(name) or not text_name:
                 skip(rel, "bad-name", "name is not valid UTF-8 (ids must be text)")
             else:
                 listing.found.append(rel)
@@ -260,7 +270,7 @@ def find_images(images_dir):
         path = os.path.join(images_dir, name)
         rel = _utf8(name)
         if name.startswith("."):
-            skip(rel, "hidden", "hidden file or folder")
+            hidden(path, rel)
             continue
         if os.path.islink(path):
             ok, why = follow(path, rel, [root_real])
@@ -409,9 +419,9 @@ def check_options(val, test, seed=0, shard_size=1, max_pixels=1, min_side=1, max
                         "than 1)" % (val.value, test.value))
     for name, value in (("--shard-size", shard_size), ("--max-pixels", max_pixels), ("--min-side", min_side),
                         ("--max-file-size", max_file_bytes)):
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, numbers.Integral) or value < 1:
             raise PackError("%s must be a whole number >= 1, found %r" % (name, value))
-    if not isinstance(seed, int):
+    if not isinstance(seed, numbers.Integral):
         raise PackError("--seed must be a whole number, found %r" % (seed,))
 
 
@@ -431,7 +441,7 @@ def pack(images_dir, out_dir, val=SplitSize(0.15), test=SplitSize(0.15), seed=42
         if not overwrite:
             raise PackError("%s already exists (use --overwrite to replace it)" % out_dir)
         if not os.path.isdir(out_dir) or os.path.islink(out_dir):
-            raise PackError("%s exists and is not a folder: not replaced" % out_dir)
+            raise PackError("%s exists and is not a folder (a file or a symbolic link): not replaced" % out_dir)
     listing = find_images(images_dir)
     classes = listing.classes
 
@@ -635,7 +645,8 @@ def describe(manifest, out_dir, max_warnings=10):
         lines.append("  followed %d symbolic link%s out of the image folder" % (len(followed),
                                                                                  "" if len(followed) == 1 else "s"))
     if manifest.get("image_warnings"):
-        lines.append("  Pillow warned about %d images" % len(manifest["image_warnings"]))
+        n = len(manifest["image_warnings"])
+        lines.append("  Pillow warned about %d image%s" % (n, "" if n == 1 else "s"))
     warnings = manifest.get("warnings", [])
     lines += ["  warning: %s" % w for w in warnings[:max_warnings]]
     if len(warnings) > max_warnings:

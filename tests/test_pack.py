@@ -485,6 +485,18 @@ def test_file_name_that_is_not_utf8(tmp_path):
     assert len(listed) == 1 and manifest["images_packed"] == 2
 
 
+def test_files_in_a_sub_folder_whose_name_is_not_utf8_are_skipped(tmp_path):
+    images = tmp_path / "images"
+    make_classes(images, {"a": 2})
+    folder = os.path.join(os.fsencode(str(images)), b"a", b"caf\xe9")
+    os.makedirs(folder)
+    with open(os.path.join(folder, b"x.png"), "wb") as f:
+        f.write(png(9))
+    manifest = pack(str(images), str(tmp_path / "out"))
+    assert [(s["path"], s["kind"]) for s in manifest["skipped"]] == [("a/caf\\xe9/x.png", "bad-name")]
+    assert manifest["images_packed"] == 2 and manifest["files_found"] == 3
+
+
 def test_load_labels_errors(tmp_path):
     with pytest.raises(PackError, match="missing"):
         load_labels(str(tmp_path / "labels.json"))

@@ -427,7 +427,7 @@ def test_pillow_warnings_are_listed_with_their_image_not_printed(tmp_path, run_m
     manifest = manifest_of(tmp_path / "out")
     assert manifest["image_warnings"] == [
         {"id": "a/odd.tif", "warnings": ["UserWarning: Tag data larger than file. Skipping tag 270"]}]
-    assert "Pillow warned about 1 images" in result.stdout
+    assert "Pillow warned about 1 image\n" in result.stdout
     assert "a/odd.tif" in packed(tmp_path / "out")
 
 
