@@ -42,6 +42,15 @@ class MultisetHash:
             self.lanes[i] += int.from_bytes(digest[4 * i:4 * i + 4], "little")
         return self
 
+    def add_sha256(self, digest):
+        """Add one item given by its sha256 digest (32 bytes): for an item hashed in pieces, e.g. a
+        line written in chunks.  ``add_sha256(hashlib.sha256(item).digest())`` is ``add(item)``."""
+        if len(digest) != 32:
+            raise ValueError("a sha256 digest has 32 bytes, found %d" % len(digest))
+        for i in range(LANES):
+            self.lanes[i] += int.from_bytes(digest[4 * i:4 * i + 4], "little")
+        return self
+
     def update(self, other):
         """Add another (partial) hash's items."""
         for i in range(LANES):

@@ -11,13 +11,27 @@ One image's path from file bytes to a network input::
           --normalize---> channel order, * scale, - mean, / std, NCHW or NHWC
 
 Anything that cannot become an input raises :class:`ImageRejected` with a
-short machine-readable ``reason`` (used as a Hadoop counter name) and a
-human-readable ``detail``.  Odd but valid images (CMYK, grayscale, 16-bit,
-palette with transparency, rotated) are converted, not rejected.
+short machine-readable ``reason`` (one of :data:`REJECT_REASONS`, used as a
+Hadoop counter name) and a human-readable ``detail``.  Odd but valid images
+(CMYK, grayscale, 16-bit, palette with transparency, rotated) are converted,
+not rejected.
+
+Pillow's warnings ("Corrupt EXIF data", DecompressionBombWarning, ...) name
+no file; they are never printed here.  They are captured per image and
+attached to it: ``ImageRejected.warnings`` (and its detail), ``ImageInfo.warnings``,
+or the ``warnings`` list a caller of :func:`decode`/:func:`preprocess` passes in.
+
+Files are read by :func:`read_file` / :func:`read_image`: regular files only
+(a FIFO or a device is never read), at most ``max_bytes`` (checked before
+reading), once.
 """
 
+import contextlib
 import io
+import os
+import stat
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,57 +43,201 @@ MAX_PIXELS = 100_000_000
 # Images with a side shorter than this carry no usable content.
 MIN_SIDE = 8
 
+# Every reason an image can be rejected for, by pack or by featurize: the one list.
 REJECT_REASONS = (
-    "empty-file",        # zero bytes
-    "unreadable",        # the file could not be read (permissions, I/O error)
-    "not-an-image",      # Pillow does not recognise the format
-    "too-large",         # more than max_pixels (decompression-bomb guard)
-    "too-small",         # a side shorter than min_side
-    "corrupt",           # recognised, but decoding failed (truncated JPEG, bad data)
+    "empty-file",          # zero bytes
+    "unreadable",          # the file could not be opened or read (permissions, I/O error, vanished, dangling link)
+    "not-a-regular-file",  # a FIFO, socket or device: never opened for reading (it could block or never end)
+    "file-too-large",      # more bytes than the file-size cap: refused before reading (pack --max-file-size)
+    "not-an-image",        # Pillow does not recognise the format
+    "no-decoder",          # a recognised format this installation cannot decode (EPS without Ghostscript,
+                           # JPEG 2000 without OpenJPEG, AVIF without libavif, ...)
+    "too-large",           # more than max_pixels (decompression-bomb guard)
+    "too-small",           # a side shorter than min_side
+    "png-text-too-large",  # a PNG text or ICC chunk over Pillow's safety limits (MAX_TEXT_CHUNK/MAX_TEXT_MEMORY)
+    "out-of-memory",       # MemoryError while reading or decoding it
+    "corrupt",             # recognised, but decoding failed (truncated JPEG, bad data)
+    "conflicting-labels",  # pack: the same bytes are in two or more classes (every copy is rejected)
 )
+
+# Bytes read and checked before the rest of a file is read (the header of almost any image).
+HEADER_BYTES = 1 << 20
 
 _RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
-class ImageRejected(Exception):
-    """This image cannot be used; ``reason`` is one of REJECT_REASONS."""
+def max_file_size(max_pixels=MAX_PIXELS):
+    """The default cap on an image file's bytes: 8 bytes per allowed pixel (16-bit RGBA
+    uncompressed, the largest common encoding) plus 16 MiB of metadata."""
+    return 8 * int(max_pixels) + (16 << 20)
 
-    def __init__(self, reason, detail=""):
+
+class ImageRejected(Exception):
+    """This image cannot be used; ``reason`` is one of REJECT_REASONS.
+
+    ``warnings`` are the messages Pillow warned with while this image was read.
+    """
+
+    def __init__(self, reason, detail="", warnings=()):
+        self.warnings = list(warnings)
+        if self.warnings:
+            detail = "%s (Pillow warned: %s)" % (detail, "; ".join(self.warnings)) if detail \
+                else "Pillow warned: %s" % "; ".join(self.warnings)
         super().__init__("%s: %s" % (reason, detail) if detail else reason)
         self.reason = reason
         self.detail = detail
 
 
-def _open(data, max_pixels, min_side):
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header check found: format, size, and Pillow's warnings about this image."""
+
+    format: str
+    width: int
+    height: int
+    warnings: tuple = ()
+
+
+@contextlib.contextmanager
+def _captured(into):
+    """Collect every warning raised inside into the list ``into`` (as text); none is printed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = "%s: %s" % (w.category.__name__, w.message)
+                if text not in into:
+                    into.append(text)
+
+
+def _reason_for(e):
+    """``(reason, detail)`` for an exception Pillow (or memory) raised while opening or decoding."""
+    text = str(e)
+    if isinstance(e, MemoryError):
+        return "out-of-memory", "MemoryError%s" % (": " + text if text else " while decoding")
+    if isinstance(e, Image.DecompressionBombError):
+        return "too-large", text
+    if isinstance(e, OSError) and ("not available" in text and ("decoder" in text or "codec" in text)
+                                   or "Ghostscript" in text or "cannot find loader" in text):
+        return "no-decoder", "%s: %s" % (type(e).__name__, text)
+    if isinstance(e, ValueError) and ("MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text):
+        return "png-text-too-large", "%s: %s" % (type(e).__name__, text)
+    return "corrupt", "%s: %s" % (type(e).__name__, text)
+
+
+def _missing_decoder(prefix):
+    """Pillow's message when a plugin recognises ``prefix`` but its decoder is not installed, else None."""
+    Image.init()
+    for fmt in Image.ID:
+        accept = Image.OPEN.get(fmt, (None, None))[1]
+        if accept is None:
+            continue
+        try:
+            result = accept(prefix[:16])
+        except Exception:
+            continue
+        if isinstance(result, str):
+            return result
+    return None
+
+
+def _any_plugin_accepts(prefix):
+    """Does any Pillow plugin that checks a signature accept these first bytes?"""
+    Image.init()
+    for fmt in Image.ID:
+        accept = Image.OPEN.get(fmt, (None, None))[1]
+        if accept is None:
+            continue  # plugins without a signature read their header from the first bytes
+        try:
+            result = accept(prefix[:16])
+        except Exception:
+            return True  # cannot tell: not conclusive
+        if result:
+            return True
+    return False
+
+
+def _open(data, max_pixels, min_side, seen):
     if not data:
-        raise ImageRejected("empty-file", "0 bytes")
+        raise ImageRejected("empty-file", "0 bytes", seen)
     try:
-        with warnings.catch_warnings():
+        with _captured(seen):
             # our own limit (below) decides; Pillow's global guard only backs it up,
-            # raised to twice our limit so it never rejects what we accept
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # raised to our limit so it never rejects what we accept
             if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
                 Image.MAX_IMAGE_PIXELS = max_pixels
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        missing = _missing_decoder(data)
+        if missing:
+            raise ImageRejected("no-decoder", missing, seen) from None
         raise ImageRejected("not-an-image", "format not recognised (%d bytes, starts %r)"
-                            % (len(data), data[:8])) from None
-    except Image.DecompressionBombError as e:
-        raise ImageRejected("too-large", str(e)) from None
+                            % (len(data), bytes(data[:8])), seen) from None
     except Exception as e:  # a damaged header can raise almost anything
-        raise ImageRejected("corrupt", "%s: %s" % (type(e).__name__, e)) from None
+        raise ImageRejected(*_reason_for(e), warnings=seen) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageRejected("too-large", "%dx%d is more than %d pixels" % (width, height, max_pixels))
+        raise ImageRejected("too-large", "%dx%d is more than %d pixels" % (width, height, max_pixels), seen)
     if min(width, height) < min_side:
-        raise ImageRejected("too-small", "%dx%d has a side shorter than %d" % (width, height, min_side))
+        raise ImageRejected("too-small", "%dx%d has a side shorter than %d" % (width, height, min_side), seen)
     return image
+
+
+def inspect(data, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
+    """Check the header only (cheap): an :class:`ImageInfo`, or ImageRejected."""
+    seen = []
+    image = _open(data, max_pixels, min_side, seen)
+    return ImageInfo(image.format, image.size[0], image.size[1], tuple(seen))
 
 
 def probe(data, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
     """Check the header only (cheap): ``(format, width, height)`` or ImageRejected."""
-    image = _open(data, max_pixels, min_side)
-    return image.format, image.size[0], image.size[1]
+    info = inspect(data, max_pixels, min_side)
+    return info.format, info.width, info.height
+
+
+# Pixels converted per block when a high-bit-depth image is brought to 8 bits: bounds the
+# temporary arrays (a few bytes per pixel of one block), whatever the image size.
+_BLOCK_PIXELS = 1 << 18
+
+
+def _high_bit_depth_to_l(image):
+    """An 8-bit "L" image from a 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") grayscale one.
+
+    Maps the full range onto 0..255 instead of clipping at 255, which would turn a
+    16-bit photo white: ``v * 255 / 65535`` rounded half up, which is ``(v + 128) // 257``
+    for integers (exact; no ties).  Integer arithmetic in row blocks: the memory
+    is the 8-bit result plus one block, not 8 bytes per pixel of float64.
+    """
+    mode = image.mode
+    width, height = image.size
+    rows = max(1, _BLOCK_PIXELS // max(width, 1))
+
+    def blocks():
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            yield top, bottom, np.asarray(image.crop((0, top, width, bottom)))
+
+    sixteen = mode.startswith("I;16")
+    if mode == "I":  # 32-bit container; older Pillow opens 16-bit PNGs this way
+        sixteen = any(block.size and block.max() > 255 for _, _, block in blocks())
+    out = np.empty((height, width), np.uint8)
+    for top, bottom, block in blocks():
+        if mode == "F":
+            values = block.astype(np.float64)
+            values += 0.5
+            np.floor(values, out=values)
+            np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        elif sixteen:  # in place: 4 (unsigned 16-bit) or 8 (signed 32-bit container) bytes per block pixel
+            values = block.astype(np.uint32 if mode != "I" else np.int64)
+            values += 128
+            values //= 257
+        else:
+            values = block
+        np.clip(values, 0, 255, out=out[top:bottom], casting="unsafe")
+    return Image.fromarray(out, "L")
 
 
 def _to_rgb(image):
@@ -91,17 +249,7 @@ def _to_rgb(image):
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         mode = image.mode
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # 16-bit (and 32-bit) grayscale: map the full range onto 0..255 instead
-        # of clipping at 255, which would turn a 16-bit photo white.
-        values = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16"):
-            top = 65535.0
-        elif mode == "I":  # 32-bit container; older Pillow opens 16-bit PNGs this way
-            top = 65535.0 if values.max(initial=0) > 255 else 255.0
-        else:  # "F"
-            top = 255.0
-        values = np.clip(np.floor(values * (255.0 / top) + 0.5), 0, 255).astype(np.uint8)
-        return Image.fromarray(values, "L").convert("RGB")
+        return _high_bit_depth_to_l(image).convert("RGB")
     if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         # transparent pixels become white, not whatever colour they hide
         rgba = image.convert("RGBA")
@@ -116,22 +264,32 @@ def _target_decode_size(spec):
     return side
 
 
-def decode(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
-    """An upright 8-bit RGB PIL image, resized and cropped to ``spec.input_size``."""
-    image = _open(data, max_pixels, min_side)
+def decode(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, warnings=None):
+    """An upright 8-bit RGB PIL image, resized and cropped to ``spec.input_size``.
+
+    Pillow's warnings about this image are appended to ``warnings`` (a list) when given,
+    and attached to the ImageRejected if it is rejected; never printed.
+    """
+    seen = [] if warnings is None else warnings
+    image = _open(data, max_pixels, min_side, seen)
     try:
-        if image.format == "JPEG":
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result is
-            # still at least as large as needed: much faster for big photos.
-            side = _target_decode_size(spec)
-            image.draft("RGB", (side, side))
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
+        with _captured(seen):
+            if image.format == "JPEG":
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result is
+                # still at least as large as needed: much faster for big photos.
+                side = _target_decode_size(spec)
+                image.draft("RGB", (side, side))
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
     except ImageRejected:
         raise
-    except Exception as e:  # truncated data, bad huffman tables, ...
-        raise ImageRejected("corrupt", "%s: %s" % (type(e).__name__, e)) from None
-    return resize(image, spec)
+    except (Exception, MemoryError) as e:  # truncated data, bad huffman tables, a missing decoder, ...
+        raise ImageRejected(*_reason_for(e), warnings=seen) from None
+    try:
+        with _captured(seen):
+            return resize(image, spec)  # a spec that cannot be applied raises: not the image's fault
+    except MemoryError as e:
+        raise ImageRejected(*_reason_for(e), warnings=seen) from None
 
 
 def resize(image, spec):
@@ -170,15 +328,116 @@ def to_input(image, spec):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def preprocess(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
-    """File bytes -> one network input (``(3, H, W)`` or ``(H, W, 3)`` float32)."""
-    return to_input(decode(data, spec, max_pixels, min_side), spec)
+def preprocess(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, warnings=None):
+    """File bytes -> one network input (``(3, H, W)`` or ``(H, W, 3)`` float32).
+
+    ``warnings``: as for :func:`decode`.
+    """
+    return to_input(decode(data, spec, max_pixels, min_side, warnings), spec)
 
 
-def read_file(path):
-    """The bytes of an image file, or ImageRejected('unreadable')."""
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def _kind(mode):
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file (mode %o)" % stat.S_IFMT(mode)
+
+
+def _unreadable(e):
+    return ImageRejected("unreadable", "%s: %s" % (type(e).__name__, e.strerror or e))
+
+
+def _open_regular(path, max_bytes):
+    """A binary file object on the regular file ``path`` (symbolic links followed), or ImageRejected.
+
+    Anything else (FIFO, socket, device) is refused from its ``stat`` without being
+    opened; the open itself is non-blocking and checked again with ``fstat``, so a
+    file swapped for a FIFO in between cannot hang the reader.  A file larger than
+    ``max_bytes`` is refused before any byte is read.
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        before = os.stat(path)
     except OSError as e:
-        raise ImageRejected("unreadable", "%s: %s" % (type(e).__name__, e.strerror or e)) from None
+        raise _unreadable(e) from None
+    if not stat.S_ISREG(before.st_mode):
+        raise ImageRejected("not-a-regular-file", "%s, never opened for reading" % _kind(before.st_mode))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise _unreadable(e) from None
+    f = os.fdopen(fd, "rb")
+    try:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode):
+            raise ImageRejected("not-a-regular-file", "%s (it was a regular file a moment before)"
+                                % _kind(now.st_mode))
+        _check_size(now.st_size, max_bytes)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _check_size(size, max_bytes):
+    if max_bytes is not None and size > max_bytes:
+        raise ImageRejected("file-too-large", "%d bytes, more than the cap of %d bytes" % (size, max_bytes))
+
+
+def _read(f, n):
+    """Up to ``n`` bytes (fewer only at the end of the file)."""
+    try:
+        return f.read(n)
+    except MemoryError:
+        raise ImageRejected("out-of-memory", "MemoryError while reading %d bytes" % n) from None
+    except OSError as e:
+        raise _unreadable(e) from None
+
+
+def read_file(path, max_bytes=None):
+    """The bytes of a regular file, at most ``max_bytes`` (default :func:`max_file_size`), or ImageRejected
+    (``unreadable``, ``not-a-regular-file``, ``file-too-large``, ``out-of-memory``)."""
+    if max_bytes is None:
+        max_bytes = max_file_size()
+    with _open_regular(path, max_bytes) as f:
+        data = _read(f, max_bytes + 1)
+    _check_size(len(data), max_bytes)  # it grew while being read
+    return data
+
+
+def read_image(path, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_bytes=None):
+    """Read an image file once and check its header: ``(bytes, ImageInfo)`` or ImageRejected.
+
+    The checked bytes are the returned bytes (one read, so a file changed meanwhile
+    cannot make them differ).  Only regular files, at most ``max_bytes`` (refused from
+    ``fstat`` before reading).  The first :data:`HEADER_BYTES` are checked before the
+    rest is read: a header that claims too many or too few pixels, or bytes no image
+    format starts with, are refused without reading further.
+    """
+    if max_bytes is None:
+        max_bytes = max_file_size(max_pixels)
+    with _open_regular(path, max_bytes) as f:
+        head = _read(f, min(HEADER_BYTES, max_bytes + 1))
+        if len(head) == HEADER_BYTES and HEADER_BYTES <= max_bytes:
+            _check_prefix(head, max_pixels, min_side)
+            rest = _read(f, max_bytes + 1 - len(head))
+            data = head + rest if rest else head
+        else:
+            data = head
+    _check_size(len(data), max_bytes)  # it grew while being read
+    return data, inspect(data, max_pixels, min_side)
+
+
+def _check_prefix(head, max_pixels, min_side):
+    """Refuse a file from its first bytes when they are conclusive; otherwise decide on the whole file."""
+    try:
+        inspect(head, max_pixels, min_side)
+    except ImageRejected as e:
+        if e.reason in ("too-large", "too-small", "no-decoder"):
+            raise
+        if e.reason == "not-an-image" and not _any_plugin_accepts(head):
+            raise

@@ -1,7 +1,9 @@
 """mr_tl.images: decoding, the odd-but-valid image modes, rejections, and normalisation by hand."""
 
 import io
+import os
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -337,10 +339,12 @@ def test_read_file(tmp_path):
     path = tmp_path / "x.bin"
     path.write_bytes(b"\x00\x01")
     assert read_file(str(path)) == b"\x00\x01"
-    for bad in (tmp_path / "missing.jpg", tmp_path):
-        with pytest.raises(ImageRejected) as info:
-            read_file(str(bad))
-        assert info.value.reason == "unreadable"
+    with pytest.raises(ImageRejected) as info:
+        read_file(str(tmp_path / "missing.jpg"))
+    assert info.value.reason == "unreadable"
+    with pytest.raises(ImageRejected) as info:
+        read_file(str(tmp_path))  # a folder is never opened for reading (as a FIFO or a device)
+    assert (info.value.reason, info.value.detail) == ("not-a-regular-file", "a folder, never opened for reading")
 
 
 # -- JPEG draft mode --------------------------------------------------------------------------------
@@ -420,3 +424,239 @@ def test_property_damaged_images_only_ever_rejected(seed, changes, keep):
         assert e.reason in REJECT_REASONS
     else:
         assert x.shape == (3, 8, 8) and np.isfinite(x).all()
+
+
+# -- reading files: regular files only, capped, header first, once (issue 14, items 9 and 10) ----------
+
+def _read_in_thread(function, *args, timeout=10):
+    """``function(*args)`` in a thread: its result or exception, or a failure if it is still blocked."""
+    import threading
+
+    out = {}
+
+    def run():
+        try:
+            out["value"] = function(*args)
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            out["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return thread.is_alive(), out
+
+
+@pytest.mark.parametrize("reader", ["read_file", "read_image"])
+def test_a_fifo_is_refused_without_blocking(tmp_path, reader):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    blocked, out = _read_in_thread(getattr(images, reader), str(fifo))
+    if blocked:  # unblock the reader before failing (open the other end and close it: EOF)
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        pytest.fail("reading a FIFO blocked")
+    assert isinstance(out.get("error"), ImageRejected), out
+    assert (out["error"].reason, out["error"].detail) == ("not-a-regular-file",
+                                                          "a FIFO (named pipe), never opened for reading")
+
+
+def test_a_symlink_to_a_device_is_refused_unread(tmp_path):
+    link = tmp_path / "photo.jpg"
+    os.symlink("/dev/null", link)  # /dev/zero would read until memory runs out; /dev/null reads as empty
+    for reader in (images.read_file, images.read_image):
+        with pytest.raises(ImageRejected) as info:
+            reader(str(link))
+        assert (info.value.reason, info.value.detail) == ("not-a-regular-file",
+                                                          "a character device, never opened for reading")
+
+
+def test_size_cap_is_checked_before_reading(tmp_path):
+    path = tmp_path / "big.png"
+    path.write_bytes(encode(Image.new("RGB", (8, 8))) + b"\0" * 1000)
+    size = path.stat().st_size
+    with pytest.raises(ImageRejected) as info:
+        images.read_file(str(path), max_bytes=size - 1)
+    assert (info.value.reason, info.value.detail) == (
+        "file-too-large", "%d bytes, more than the cap of %d bytes" % (size, size - 1))
+    assert images.read_file(str(path), max_bytes=size) == path.read_bytes()
+    with pytest.raises(ImageRejected, match="file-too-large"):
+        images.read_image(str(path), max_bytes=size - 1)
+
+
+def test_default_cap_follows_max_pixels(tmp_path):
+    assert images.max_file_size(1000) == 8000 + (16 << 20)
+    sparse = tmp_path / "huge.png"
+    with open(sparse, "wb") as f:  # a sparse file: no disk used, and it must not be read
+        f.write(encode(Image.new("RGB", (8, 8))))
+        f.truncate(images.max_file_size(1_000_000) + 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as info:
+            images.read_image(str(sparse), max_pixels=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == "file-too-large"
+    assert peak < 1 << 20  # nothing was read
+
+
+@pytest.mark.parametrize("head, reason", [
+    (b"this is a shopping list, not a photo\n" * 100, "not-an-image"),
+    (png_claiming(20000, 20000), "too-large"),
+    (encode(Image.new("RGB", (2, 2))), "too-small"),
+])
+def test_header_is_checked_before_the_rest_is_read(tmp_path, head, reason):
+    path = tmp_path / "x.png"
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(images.HEADER_BYTES * 64)  # 64 MiB, sparse: reading it whole would show
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as info:
+            images.read_image(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == reason
+    assert peak < 8 * images.HEADER_BYTES  # the first MiB (and Pillow's look at it), not 64 MiB
+
+
+def test_read_image_returns_the_bytes_it_checked(tmp_path):
+    data = _jpeg()
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data + b"\0" * images.HEADER_BYTES)  # longer than the header read
+    got, info = images.read_image(str(path))
+    assert got == path.read_bytes() and (info.format, info.width, info.height) == ("JPEG", 64, 48)
+    path.write_bytes(data)
+    assert images.read_image(str(path))[0] == data
+
+
+def test_header_that_needs_more_than_the_first_bytes(tmp_path):
+    # a JPEG whose metadata (a 2 MB comment) puts its size past the first MiB: read whole, then checked
+    big = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(big, "JPEG", comment=b"c" * 60000)
+    data = big.getvalue()
+    segments = data[:2] + b"".join(b"\xff\xfe" + struct.pack(">H", 65002) + b"x" * 65000 for _ in range(40)) + data[2:]
+    path = tmp_path / "x.jpg"
+    path.write_bytes(segments)
+    assert len(segments) > images.HEADER_BYTES
+    got, info = images.read_image(str(path))
+    assert got == segments and (info.width, info.height) == (40, 30)
+
+
+# -- reason codes say what happened; Pillow's warnings belong to their image (item 15) -------------
+
+def test_memory_error_is_out_of_memory(monkeypatch):
+    def no_memory(image):
+        raise MemoryError()
+
+    monkeypatch.setattr(images, "_to_rgb", no_memory)
+    e = rejected(encode(Image.new("RGB", (16, 16))))
+    assert e.reason == "out-of-memory"
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n%%EndComments\nshowpage\n%%EOF\n"
+
+
+def test_missing_decoder_is_no_decoder(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", False)  # as on a node without Ghostscript
+    assert probe(EPS) == ("EPS", 32, 32)  # the header is fine: pack accepts it
+    e = rejected(EPS)
+    assert (e.reason, e.detail) == ("no-decoder", "OSError: Unable to locate Ghostscript on paths")
+
+
+def test_png_text_chunk_over_pillows_limit():
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("comment", "x" * (2 << 20), zip=True)  # 2 MB of text, compressed to 2 kB
+    e = rejected(encode(Image.new("RGB", (16, 16)), pnginfo=info))
+    assert e.reason == "png-text-too-large" and "MAX_TEXT_CHUNK" in e.detail
+
+
+def jpeg_with_broken_exif():
+    """A JPEG whose EXIF points at data past its end: Pillow warns "Tag data larger than file"."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 1000) \
+        + struct.pack("<I", 0)
+    return encode(Image.new("RGB", (16, 16), (10, 20, 30)), "JPEG", exif=b"Exif\x00\x00" + tiff)
+
+
+def test_pillow_warnings_are_attached_to_their_image_never_printed(recwarn):
+    seen = []
+    x = preprocess(jpeg_with_broken_exif(), make_spec(16, 16), warnings=seen)
+    assert x.shape == (3, 16, 16)
+    assert seen == ["UserWarning: Tag data larger than file. Skipping tag 270"]
+    # and on a rejected image, in its detail
+    with pytest.raises(ImageRejected) as info:
+        preprocess(jpeg_with_broken_exif(), make_spec(16, 16), min_side=17)
+    assert info.value.reason == "too-small"
+    preprocess(jpeg_with_broken_exif(), make_spec(16, 16))  # no list given: dropped, still not printed
+    assert len(recwarn) == 0, [str(w.message) for w in recwarn]
+
+
+def test_bomb_warning_is_attached_to_its_image(monkeypatch, recwarn):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # Pillow warns past 50 pixels, refuses past 100
+    e = rejected(encode(Image.new("RGB", (10, 10))), max_pixels=60, min_side=1)
+    assert e.reason == "too-large"
+    assert any("DecompressionBombWarning" in w for w in e.warnings) and "DecompressionBombWarning" in e.detail
+    assert len(recwarn) == 0
+
+
+def test_every_reason_is_documented():
+    source = open(images.__file__, encoding="utf-8").read()
+    for reason in REJECT_REASONS:
+        assert '"%s",' % reason in source and len(set(REJECT_REASONS)) == len(REJECT_REASONS)
+    block = source[source.index("REJECT_REASONS = ("):source.index(")\n", source.index("REJECT_REASONS = ("))]
+    for line in block.splitlines()[1:]:
+        if line.strip().startswith('"'):
+            assert "#" in line, "reason without a comment: %s" % line
+
+
+# -- 16-bit images: decode memory proportional to the 8-bit pixels (item 11) ---------------------------
+
+def test_16_bit_png_decodes_in_memory_proportional_to_8_bit_pixels():
+    side = 2000
+    ramp = (np.arange(side * side, dtype=np.uint32) * 7 % 65536).astype(np.uint16).reshape(side, side)
+    data = encode(Image.fromarray(ramp), compress_level=1)
+    spec = make_spec(16, 16, **RAW_NHWC)
+    tracemalloc.start()
+    try:
+        x = preprocess(data, spec)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.shape == (16, 16, 3)
+    # the 8-bit result is 1 byte per pixel; float64 was 8 bytes per pixel, several times over
+    assert peak < 2 * side * side, "peak %.1f bytes per pixel" % (peak / side / side)
+
+
+@pytest.mark.parametrize("mode, values, expected", [
+    ("I;16", [0, 1, 128, 129, 257, 385, 386, 32768, 65279, 65535], [0, 0, 0, 1, 1, 1, 2, 128, 254, 255]),
+    ("I", [-5, 0, 300, 65535, 70000, 128, 129, 1, 2, 3], [0, 0, 1, 255, 255, 0, 1, 0, 0, 0]),
+    ("I", [0, 10, 255, 100, 7, 1, 2, 3, 4, 5], [0, 10, 255, 100, 7, 1, 2, 3, 4, 5]),  # 8-bit values in "I"
+    ("F", [-1.0, 0.4, 0.5, 254.6, 300.0, 1.5, 2.49, 3, 4, 5], [0, 0, 1, 255, 255, 2, 2, 3, 4, 5]),
+])
+def test_high_bit_depth_to_8_bit_by_hand(mode, values, expected):
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    array = np.array([values] * 3, dtype=dtype)
+    image = Image.fromarray(array, mode) if mode != "I;16" else Image.fromarray(array)
+    assert image.mode == mode
+    got = np.asarray(images._to_rgb(image))
+    assert got.shape == (3, 10, 3) and (got[:, :, 0] == got[:, :, 2]).all()
+    assert got[0, :, 0].tolist() == expected
+    # the float64 formula it replaces, v * 255 / top rounded half up, on every 16-bit value
+    if mode == "I;16":
+        every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+        fast = np.asarray(images._to_rgb(Image.fromarray(every)))[:, :, 0]
+        slow = np.clip(np.floor(every.astype(np.float64) * (255.0 / 65535.0) + 0.5), 0, 255).astype(np.uint8)
+        assert np.array_equal(fast, slow)
+
+
+def test_16_bit_conversion_in_blocks_matches_a_single_block(monkeypatch):
+    g = np.random.default_rng(9)
+    image = Image.fromarray(g.integers(0, 65536, (37, 23), dtype=np.uint16))
+    whole = np.asarray(images._to_rgb(image))
+    monkeypatch.setattr(images, "_BLOCK_PIXELS", 50)  # 2 rows per block, the last one short
+    assert np.array_equal(np.asarray(images._to_rgb(image)), whole)

@@ -57,7 +57,8 @@ def make_corpus(root):
     good("cats/reference.png", _encode(plain, "PNG"))
 
     # odd but valid: each must give the features of its plain twin
-    good("cats/png named.jpg", _encode(plain, "PNG"))  # wrong extension
+    # wrong extension; other bytes than reference.png (same pixels), else pack would pack one copy only
+    good("cats/png named.jpg", _encode(plain, "PNG", compress_level=1))
     twins["cats/png named.jpg"] = "cats/reference.png"
     gray = Image.fromarray(rgb).convert("L")
     good("cats/gray.png", _encode(gray, "PNG"))
