@@ -54,7 +54,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mr_tl import __version__
+from mr_tl import __version__, labels
 from mr_tl.cli import fail
 from mr_tl.digest import MultisetHash
 from mr_tl.errors import JobFailed, MrTlError, PackError
@@ -62,7 +62,6 @@ from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, max_file_size, rea
 from mr_tl.records import SPLITS, PackedImage
 
 MANIFEST_FORMAT = "mr_tl.pack-manifest/1"
-LABELS_FORMAT = "mr_tl.labels/1"
 SPLIT_RULE = "mr_tl.split/1: u = first 53 bits of sha256('mr_tl.split/1 <seed> <sha256 of the image>') / 2**53; " \
              "test if u < test fraction, val if u < test + val fraction, else train"
 FEW_TRAINING_IMAGES = 2  # warn when a class ends with fewer training images than this
@@ -391,12 +390,15 @@ def _pieces(prefix, view):
         yield base64.b64encode(view[i:i + _B64_CHUNK])
 
 
-def _write_json(path, obj, **kw):
+def _write_text(path, text):
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False, **kw)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _write_json(path, obj, **kw):
+    _write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, **kw) + "\n")
 
 
 def _fsync_dir(path):
@@ -522,7 +524,7 @@ def _pack_into(tmp, out_dir, listing, classes, val, test, seed, shard_size, max_
             w.close()
     os.remove(staging_path)
 
-    _write_json(os.path.join(tmp, "labels.json"), {"format": LABELS_FORMAT, "classes": classes})
+    _write_text(os.path.join(tmp, "labels.json"), labels.dumps(classes))
     totals = {s: sum(c[s] for c in counts.values()) for s in SPLITS}
     skipped = [{"path": p, "kind": kind, "why": why} for p, kind, why in listing.skipped]
     manifest = {
@@ -606,20 +608,6 @@ def _replace(tmp, out_dir):
     _fsync_dir(parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def load_labels(path):
-    """Class names, in label order, from a ``labels.json``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise PackError("labels file %s is missing" % path) from None
-    except json.JSONDecodeError as e:
-        raise PackError("labels file %s is not valid JSON: %s" % (path, e)) from None
-    if not isinstance(obj, dict) or obj.get("format") != LABELS_FORMAT or not isinstance(obj.get("classes"), list):
-        raise PackError("%s is not an mr_tl labels file (expected format %s)" % (path, LABELS_FORMAT))
-    return [str(c) for c in obj["classes"]]
 
 
 def _tally(values):

@@ -21,7 +21,7 @@ import os
 import re
 
 from mr_tl.digest import file_digest
-from mr_tl.errors import RunError
+from mr_tl.errors import InputError, RunError
 from mr_tl.records import load_npz, save_npz
 
 CHECKPOINT_RE = re.compile(r"^round-(\d{6})\.npz$")
@@ -78,7 +78,15 @@ class RunDir:
         atomic_write(self.file(name), json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 
     def classes(self):
-        return [str(c) for c in self.read_json("labels.json")["classes"]]
+        from mr_tl import labels
+
+        path = self.file("labels.json")
+        if not os.path.isfile(path):
+            raise RunError("%s is missing; is %s a training run directory?" % (path, self.path))
+        try:
+            return labels.read(path)
+        except InputError as e:
+            raise RunError(str(e)) from None
 
     # -- checkpoints ------------------------------------------------------------
 

@@ -11,19 +11,10 @@ import pytest
 from PIL import Image
 
 import mr_tl.pack as pack_module
+from mr_tl import labels
 from mr_tl.digest import MultisetHash
-from mr_tl.errors import JobFailed, PackError
-from mr_tl.pack import (
-    LABELS_FORMAT,
-    MANIFEST_FORMAT,
-    SplitSize,
-    assign_splits,
-    describe,
-    load_labels,
-    pack,
-    parse_size,
-    split_draw,
-)
+from mr_tl.errors import InputError, JobFailed, PackError
+from mr_tl.pack import MANIFEST_FORMAT, SplitSize, assign_splits, describe, pack, parse_size, split_draw
 from mr_tl.records import PackedImage
 
 
@@ -143,7 +134,7 @@ def test_fractions_that_leave_nothing_for_training_are_refused(tmp_path, pack_cl
 def test_labels_follow_the_sorted_class_folders(tmp_path, read_packed):
     make_classes(tmp_path / "images", {"b": 2, "a": 2, "c": 1})
     pack(str(tmp_path / "images"), str(tmp_path / "out"))
-    assert load_labels(str(tmp_path / "out" / "labels.json")) == ["a", "b", "c"]
+    assert labels.read(str(tmp_path / "out" / "labels.json")) == ["a", "b", "c"]
     for image in read_packed(str(tmp_path / "out")):
         assert image.label == "abc".index(image.id[0])
 
@@ -250,7 +241,7 @@ def test_manifest_counts_and_shard_hashes(tmp_path):
             per_class[image.id.split("/")[0]][split] += 1
     assert manifest["per_class"] == per_class
     with open(out / "labels.json", encoding="utf-8") as f:
-        assert json.load(f) == {"format": LABELS_FORMAT, "classes": sorted(SIZES)}
+        assert json.load(f) == {"format": labels.FORMAT, "classes": sorted(SIZES)}
     assert describe(manifest, str(out)).endswith("files found 33 = packed 33 + rejected 0 + skipped 0 + duplicate 0")
 
 
@@ -327,7 +318,7 @@ def test_hidden_and_misplaced_files_are_listed_as_skipped(tmp_path, read_packed)
                        "a/.DS_Store": "hidden file or folder", "b/._img_000.png": "hidden file or folder"}
     assert manifest["files_skipped"] == 6 and manifest["images_packed"] == 5
     assert manifest["files_found"] == manifest["images_packed"] + manifest["images_rejected"] + 6
-    assert load_labels(str(tmp_path / "out" / "labels.json")) == ["a", "b"]
+    assert labels.read(str(tmp_path / "out" / "labels.json")) == ["a", "b"]
     assert sorted(i.id for i in read_packed(str(tmp_path / "out"))) == sorted(
         "%s/img_%03d.png" % (c, i) for c, n in (("a", 3), ("b", 2)) for i in range(n))
 
@@ -461,7 +452,7 @@ def test_non_ascii_and_space_names_round_trip(tmp_path, read_packed):
     out = tmp_path / "out"
     manifest = pack(str(images), str(out), val=SplitSize(0), test=SplitSize(0))
     classes = ["001.日本 語", "002.café au lait", "003.emoji 😀"]
-    assert load_labels(str(out / "labels.json")) == classes
+    assert labels.read(str(out / "labels.json")) == classes
     with open(out / "labels.json", encoding="utf-8") as f:
         assert "café" in f.read()  # readable, not \\u-escaped
     assert sorted(manifest["per_class"]) == classes
@@ -498,12 +489,12 @@ def test_files_in_a_sub_folder_whose_name_is_not_utf8_are_skipped(tmp_path):
 
 
 def test_load_labels_errors(tmp_path):
-    with pytest.raises(PackError, match="missing"):
-        load_labels(str(tmp_path / "labels.json"))
+    with pytest.raises(InputError, match="missing"):
+        labels.read(str(tmp_path / "labels.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
-    with pytest.raises(PackError, match="not valid JSON"):
-        load_labels(str(bad))
+    with pytest.raises(InputError, match="not valid JSON"):
+        labels.read(str(bad))
     bad.write_text(json.dumps({"format": "something/else", "classes": ["a"]}))
-    with pytest.raises(PackError, match="not an mr_tl labels file"):
-        load_labels(str(bad))
+    with pytest.raises(InputError, match="not an mr_tl labels file"):
+        labels.read(str(bad))

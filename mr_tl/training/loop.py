@@ -23,17 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mr_tl import __version__
+from mr_tl import __version__, labels
 from mr_tl.errors import FeatureError, RunError, TrainingError, UsageError
 from mr_tl.feature_scan import check
 from mr_tl.head import SoftmaxHead
 from mr_tl.normalization import Normalizer
-from mr_tl.run import RunDir
+from mr_tl.run import RunDir, atomic_write
 from mr_tl.training.hyperparameters import Hyperparameters
 from mr_tl.training.partition import rounds_per_epoch
 from mr_tl.training.round import RoundSpec, initial_state
-
-LABELS_FORMAT = "mr_tl.labels/1"
 
 
 class RoundFailed(Exception):
@@ -203,7 +201,7 @@ class Trainer:
             "worker_examples": self.worker_sizes,
         }
         run.write_json("config.json", self.config)
-        run.write_json("labels.json", {"format": LABELS_FORMAT, "classes": self.classes})
+        atomic_write(run.file("labels.json"), labels.dumps(self.classes))
         if self.normalizer.kind != "none":
             run.write_arrays("normalization.npz", {"kind": self.normalizer.kind}, self.normalizer.arrays())
 

@@ -145,7 +145,7 @@ def test_killed_at_random_moments_then_resumed(features, tmp_path):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, TMPDIR=str(tmp_path)))
         try:
-            proc.wait(timeout=float(g.uniform(0.3, 0.9)) * duration)
+            proc.wait(timeout=float(g.uniform(0.1, 0.6)) * duration)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
