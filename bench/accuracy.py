@@ -314,27 +314,38 @@ def main():
                       "sklearn_test": [round(v, 4) for v in sk], "sklearn_gain_pt": [round(v, 2) for v in sk_gain],
                       "mr_tl_test": [round(v, 4) for v in mr], "mr_tl_gain_pt": [round(v, 2) for v in mr_gain],
                       "sklearn_val_mean": round(float(np.mean(r["sk_val"])), 4),
-                      "mr_tl_val_mean": round(float(np.mean(r["mr_val"])), 4), "sklearn_C": r["sk_C"]}
+                      "mr_tl_val_mean": round(float(np.mean(r["mr_val"])), 4), "sklearn_C": r["sk_C"],
+                      "sklearn_test_by_split": [round(v, 4) for v in r["sk_test"]],
+                      "mr_tl_test_by_split": [round(v, 4) for v in r["mr_test"]]}
 
     def effect(a, b):
-        """Paired test gain of pipeline ``a`` over ``b`` in points, mean and sd over the splits, per classifier."""
-        return {clf: [round(v, 2) for v in stats(100 * (np.array(results[a][key]) - results[b][key]))]
-                for clf, key in (("sklearn", "sk_test"), ("mr_tl", "mr_test"))}
+        """Paired test gain of pipeline ``a`` over ``b``, per classifier: points (mean, sd over the splits)
+        and in how many splits ``a`` was better, equal, worse."""
+        out = {}
+        for clf, key in (("sklearn", "sk_test"), ("mr_tl", "mr_test")):
+            d = 100 * (np.array(results[a][key]) - results[b][key])
+            out[clf] = [round(v, 2) for v in stats(d)] + ["%d/%d/%d" % ((d > 1e-9).sum(), (abs(d) <= 1e-9).sum(),
+                                                                       (d < -1e-9).sum())]
+        return out
 
     comparisons = []
     lb = [p for p in POLICIES if p.startswith("letterbox-") and p in features]
     for norm in NORMS:
         comparisons += [("%s %s" % (p, norm), "center-crop %s" % norm) for p in lb + ["squash"]]
+    if "letterbox-edge-mean" in features:  # the pad colour rules and squash against the default rule
+        comparisons += [("%s raw" % p, "letterbox-edge-mean raw") for p in features
+                        if p not in ("center-crop", "letterbox-edge-mean")]
     for p in ["center-crop"] + lb:
         comparisons += [("%s %s" % (p, norm), "%s raw" % p) for norm in NORMS[1:]]
         comparisons += [("%s %s +flipTTA" % (p, norm), "%s %s" % (p, norm)) for norm in NORMS]
     effects = {}
-    print("\nEffects (paired test gain in points, mean +- sd over the splits; se = sd / sqrt(%d)):" % n_splits)
-    print("%-44s %-30s %15s %15s" % ("pipeline", "over", "sklearn LR", "mr_tl head"))
+    print("\nEffects (paired test gain in points, mean +- sd over the splits, se = sd / sqrt(%d); splits "
+          "better/equal/worse):" % n_splits)
+    print("%-44s %-30s %24s %24s" % ("pipeline", "over", "sklearn LR", "mr_tl head"))
     for a, b in comparisons:
         if a in results and b in results:
             e = effects["%s | %s" % (a, b)] = effect(a, b)
-            print("%-44s %-30s %+6.2f +- %4.2f %+6.2f +- %4.2f" % (a, b, *e["sklearn"], *e["mr_tl"]))
+            print("%-44s %-30s %+6.2f +- %4.2f %9s %+6.2f +- %4.2f %9s" % (a, b, *e["sklearn"], *e["mr_tl"]))
 
     single = [n for n in results if not results[n]["tta"]]
     best = max(single, key=lambda n: (np.mean(results[n]["mr_val"]), np.mean(results[n]["sk_val"])))
