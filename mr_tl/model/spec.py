@@ -22,8 +22,15 @@ from mr_tl.errors import ModelError
 
 SPEC_FORMAT = "mr_tl.model-spec/1"
 
-RESIZE_POLICIES = ("squash", "center-crop")
+RESIZE_POLICIES = ("squash", "center-crop", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+# How "letterbox" fills the padding (see mr_tl.images.pad_colour):
+#   "edge-mean": the mean colour of the image's edges next to the padding (a
+#                transparent image, composited on white, has white edges, so it
+#                gets white padding); "mean": the mean colour of the whole image;
+#   "white"; or an explicit [r, g, b] in 0..255.
+PAD_COLOURS = ("edge-mean", "mean", "white")
+DEFAULT_PAD_COLOUR = "edge-mean"
 
 
 
@@ -47,7 +54,9 @@ class ModelSpec:
     output_name: str
     output_dim: int
     resize: str = "squash"            # or "center-crop": shorter side -> resize_shorter, then crop
+                                      # or "letterbox": longer side -> input size, padded (nothing cropped)
     resize_shorter: int = 0           # used by center-crop; 0 means max(input_size)
+    pad_colour: object = DEFAULT_PAD_COLOUR  # used by letterbox: one of PAD_COLOURS or [r, g, b]
     interpolation: str = "bilinear"
     channel_order: str = "RGB"        # or "BGR" (Keras/Caffe VGG16)
     scale: float = 1.0                # multiplies 0..255 pixel values before mean/std
@@ -73,6 +82,15 @@ class ModelSpec:
             problems.append("input_size %r (expected [height, width])" % (self.input_size,))
         if self.resize not in RESIZE_POLICIES:
             problems.append("resize %r (expected one of %s)" % (self.resize, ", ".join(RESIZE_POLICIES)))
+        if isinstance(self.pad_colour, (list, tuple)):
+            if len(self.pad_colour) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                                                 for v in self.pad_colour):
+                self.pad_colour = tuple(self.pad_colour)
+            else:
+                problems.append("pad_colour %r (expected three integers in 0..255)" % (self.pad_colour,))
+        elif self.pad_colour not in PAD_COLOURS:
+            problems.append("pad_colour %r (expected one of %s or [r, g, b])"
+                            % (self.pad_colour, ", ".join(PAD_COLOURS)))
         if self.interpolation not in INTERPOLATIONS:
             problems.append("interpolation %r (expected one of %s)"
                             % (self.interpolation, ", ".join(INTERPOLATIONS)))
@@ -100,7 +118,12 @@ class ModelSpec:
         return self.resize_shorter or max(self.input_size)
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        fields = dataclasses.asdict(self)
+        if self.resize != "letterbox":
+            # only letterbox pads: sidecars of the other policies stay as they always were,
+            # readable by an mr_tl that knows no pad_colour
+            del fields["pad_colour"]
+        return json.dumps(fields, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, obj):
