@@ -143,7 +143,7 @@ class MapReduceRunner(RoundRunner):
         arrays.update({RUN_PREFIX + k: v for k, v in self.run_arrays.items()})
         save_npz(path, {}, arrays)
         args = ["--state", path, *hyper.to_args(), "--tasks", str(tasks), "--epoch", str(spec.epoch),
-                "--first-batch", str(spec.first_batch)]
+                "--first-batch", str(spec.first_batch), "--passes", str(spec.passes)]
         if spec.score:
             args.append("--score")
         if not spec.train:

@@ -95,6 +95,7 @@ class MRTrainRound(MRTLJob):
         self.add_passthru_arg("--epoch", type=int, default=0)
         self.add_passthru_arg("--first-batch", type=int, default=0,
                               help="index of this round's first minibatch within the epoch")
+        self.add_passthru_arg("--passes", type=int, default=1, help="epochs of local SGD in this round")
         self.add_passthru_arg("--score", action="store_true",
                               help="score the state on the val split and the training examples")
         self.add_passthru_arg("--no-train", dest="train", action="store_false",
@@ -115,7 +116,7 @@ class MRTrainRound(MRTLJob):
 
     def _spec(self):
         o = self.options
-        return RoundSpec(o.epoch, o.first_batch, o.train, o.score)
+        return RoundSpec(o.epoch, o.first_batch, o.passes, o.train, o.score)
 
     # -- mapper -------------------------------------------------------------
 

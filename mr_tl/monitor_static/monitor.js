@@ -81,8 +81,15 @@
     return sec < 60 ? short(sec) + "s" : duration(sec);
   }
 
+  // config.json says "epoch", "2epochs", ... or a number of minibatches (0: "epoch", in older runs)
   function freq(v) {
     return v === 0 ? "epoch" : v;
+  }
+
+  function describeFrequency(v) {
+    if (v === 0 || v === "epoch") return "once per epoch";
+    if (typeof v === "string") return `every ${parseInt(v, 10)} epochs`;
+    return `every ${v} minibatch${v === 1 ? "" : "es"}`;
   }
 
   // -- polling ---------------------------------------------------------------------------------------
@@ -452,7 +459,7 @@
     const order = ["averaging_frequency", "batch_size", "lr", "momentum", "l2", "seed", "outer_optimizer",
                    "block_momentum", "block_lr"];
     for (const k of order.concat(Object.keys(t).filter((k) => !order.includes(k)).sort())) {
-      if (k in t) rows.push([k.replace(/_/g, " "), k === "averaging_frequency" ? (t[k] ? `every ${t[k]} minibatch${t[k] === 1 ? "" : "es"}` : "once per epoch") : t[k]]);
+      if (k in t) rows.push([k.replace(/_/g, " "), k === "averaging_frequency" ? describeFrequency(t[k]) : t[k]]);
     }
     rows.push(["Schedule"]);
     rows.push(["epochs", c.epochs], ["rounds per epoch", c.rounds_per_epoch], ["rounds", c.rounds],

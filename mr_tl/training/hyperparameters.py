@@ -19,23 +19,31 @@ OUTER_OPTIMIZERS = ("average", "block-momentum")
 
 
 def parse_frequency(text):
-    """``--averaging-frequency``: a number of minibatches, or ``epoch`` (stored as 0)."""
-    if isinstance(text, int):
-        value = text
-    elif text == "epoch":
+    """``--averaging-frequency``: a number of minibatches, ``epoch`` (stored as 0) or ``Nepochs``
+    (N passes over each worker's examples per round, stored as -N)."""
+    if isinstance(text, int):   # already parsed (config.json of an older run may hold 0)
+        return text
+    text = str(text).strip().replace(" ", "")
+    if text in ("epoch", "1epoch", "1epochs"):
         return 0
-    else:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("expected a number of minibatches or 'epoch', found %r" % text) from None
-    if value < (0 if isinstance(text, int) else 1):   # 0 is 'epoch' inside, never on a command line
-        raise argparse.ArgumentTypeError("averaging frequency must be at least 1 (or 'epoch')")
+    if text.endswith(("epochs", "epoch")):
+        number = text[:-6] if text.endswith("epochs") else text[:-5]
+        if number.isdigit() and int(number) >= 1:
+            return -int(number) if int(number) > 1 else 0
+        raise argparse.ArgumentTypeError("expected e.g. 2epochs, found %r" % text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of minibatches, 'epoch' or e.g. '2epochs', found %r"
+                                         % text) from None
+    if value < 1:   # 0 is 'epoch' inside, never on a command line
+        raise argparse.ArgumentTypeError("averaging frequency must be at least 1 (or 'epoch', or e.g. '2epochs')")
     return value
 
 
 def format_frequency(value):
-    return "epoch" if value == 0 else value
+    """The text form of an averaging frequency (what config.json shows)."""
+    return "epoch" if value == 0 else "%depochs" % -value if value < 0 else value
 
 
 def flag(name):
@@ -65,8 +73,8 @@ FIELDS = (
     Field("seed", int, 42, "seed of the initial weights, the worker of each example and the shuffles (default 42)"),
     Field("workers", int, 2, "workers, i.e. parallel SGD replicas (default 2)"),
     Field("averaging_frequency", parse_frequency, 5,
-          "minibatches per worker between averagings (default 5, as the reference); 'epoch' = once per pass",
-          metavar="K|epoch"),
+          "minibatches per worker between averagings (default 5, as the reference); 'epoch' = once per pass "
+          "over each worker's examples; '2epochs', '4epochs' ... = after that many passes", metavar="K|epoch|Nepochs"),
     Field("batch_size", int, 32, "minibatch size per worker (default 32)"),
     Field("lr", float, 0.01, "learning rate (default 0.01)"),
     Field("momentum", float, 0.8, "Nesterov momentum (default 0.8)"),
@@ -89,7 +97,7 @@ class Hyperparameters:
 
     seed: int = 42
     workers: int = 2
-    averaging_frequency: int = 5   # minibatches per round; 0 = one pass over each worker's examples
+    averaging_frequency: int = 5   # minibatches per round; 0 = one pass over each worker's examples; -N = N passes
     batch_size: int = 32
     lr: float = 0.01
     momentum: float = 0.8
@@ -105,8 +113,6 @@ class Hyperparameters:
             problems.append("--workers must be at least 1, found %d" % self.workers)
         if self.batch_size < 1:
             problems.append("--batch-size must be at least 1, found %d" % self.batch_size)
-        if self.averaging_frequency < 0:
-            problems.append("--averaging-frequency must be at least 1 (or 'epoch')")
         if not (math.isfinite(self.lr) and self.lr > 0):
             problems.append("--lr must be a positive number, found %r" % self.lr)
         if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
@@ -176,6 +182,12 @@ class Hyperparameters:
         return {name: (getattr(self, name), getattr(other, name)) for name in NAMES
                 if getattr(self, name) != getattr(other, name)}
 
+    @property
+    def passes_per_round(self):
+        """Passes over each worker's examples per round (0: rounds of ``averaging_frequency`` minibatches)."""
+        return 1 if self.averaging_frequency == 0 else -self.averaging_frequency if self.averaging_frequency < 0 else 0
+
     def describe_schedule(self):
-        return ("one pass" if not self.averaging_frequency
-                else "%d minibatches of %d" % (self.averaging_frequency, self.batch_size))
+        if self.passes_per_round:
+            return "one pass" if self.passes_per_round == 1 else "%d passes" % self.passes_per_round
+        return "%d minibatches of %d" % (self.averaging_frequency, self.batch_size)

@@ -30,7 +30,7 @@ from mr_tl.head import SoftmaxHead
 from mr_tl.normalization import Normalizer
 from mr_tl.run import RunDir, atomic_write
 from mr_tl.training.hyperparameters import Hyperparameters
-from mr_tl.training.partition import rounds_per_epoch
+from mr_tl.training.partition import rounds_per_epoch, schedule
 from mr_tl.training.round import RoundSpec, initial_state
 
 
@@ -144,7 +144,8 @@ class Trainer:
         self.normalizer = Normalizer.fit(h.normalization, scan.moments)
         self.worker_sizes = [int(n) for n in scan.worker_sizes]
         self.per_epoch = rounds_per_epoch(self.worker_sizes, h.batch_size, h.averaging_frequency)
-        self.total_rounds = self.per_epoch * s.epochs
+        self.schedule_of_rounds = schedule(s.epochs, self.per_epoch, h.passes_per_round)
+        self.total_rounds = len(self.schedule_of_rounds)
         self.fingerprint = scan.fingerprint()
 
     # -- resume or start -------------------------------------------------------------------
@@ -254,7 +255,6 @@ class Trainer:
 
     def rounds(self):
         h, run = self.hyper, self.run
-        per_epoch = self.per_epoch
         self.durations = []
         self.last_checkpoint = self.start_round
         # the last round's record, waiting for its validation (on resume: the checkpoint's round)
@@ -263,8 +263,9 @@ class Trainer:
             pending = dict(self.start_meta.get("metrics") or {"round": self.start_round})
         stop_early = False
         for r in range(self.start_round, self.total_rounds):
-            epoch, j = divmod(r, per_epoch)
-            spec = RoundSpec(epoch, j * (h.averaging_frequency or 0), train=True, score=self.needs_validation(r))
+            epoch, j, passes = self.schedule_of_rounds[r]
+            spec = RoundSpec(epoch, j * max(h.averaging_frequency, 0), passes, train=True,
+                             score=self.needs_validation(r))
             t0 = time.time()
             new_arrays, meta = self._run_round(spec, r + 1)
             seconds = time.time() - t0
@@ -283,11 +284,11 @@ class Trainer:
             self.arrays = new_arrays
             self.iteration += len(losses)
             self.durations.append(seconds)
-            record = {"round": r + 1, "epoch": epoch + 1, "iteration": self.iteration, "losses": losses,
+            record = {"round": r + 1, "epoch": epoch + passes, "iteration": self.iteration, "losses": losses,
                       "loss": float(np.mean(losses)) if losses else None, "examples": meta["examples"],
                       "seconds": round(seconds, 3)}
             # the checkpoint holds only what is deterministic (no timings): same run, same bytes
-            run.write_checkpoint(r + 1, {"round": r + 1, "epoch": epoch + 1, "iteration": self.iteration,
+            run.write_checkpoint(r + 1, {"round": r + 1, "epoch": epoch + passes, "iteration": self.iteration,
                                          "metrics": {k: v for k, v in record.items() if k != "seconds"}},
                                  self.arrays)
             self.last_checkpoint = r + 1
@@ -313,6 +314,13 @@ class Trainer:
     # -- the whole invocation ------------------------------------------------------------------
 
     def run_all(self):
+        """Plan, resume or start, run the rounds, write the head; returns the RunDir."""
+        try:
+            return self._run_all()
+        finally:
+            self.runner.close()
+
+    def _run_all(self):
         started = time.time()
         self.plan()
         self.resume_or_start()
@@ -344,13 +352,12 @@ class Trainer:
                 self.best = {"accuracy": m["val_accuracy"], "round": m["round"], "waited": 0}
             elif m.get("val_accuracy") is not None:
                 self.best["waited"] += 1
-        self.out("training %d -> %d classes: %d examples on %d workers (%s per round), %d rounds (%d epochs x %d), "
+        self.out("training %d -> %d classes: %d examples on %d workers (%s per round), %d rounds (%d epochs%s), "
                  "runner %s" % (self.dim, len(self.classes), self.counts["train"], h.workers, h.describe_schedule(),
-                                self.total_rounds, self.schedule.epochs, self.per_epoch, self.runner.name))
-        try:
-            finished = self.rounds()
-        finally:
-            self.runner.close()
+                                self.total_rounds, self.schedule.epochs,
+                                " x %d" % self.per_epoch if h.passes_per_round <= 1 else "",
+                                self.runner.name))
+        finished = self.rounds()
         if not finished:
             return run
         final_round = self.last_checkpoint

@@ -38,6 +38,13 @@ def workers_of_task(task, workers, tasks):
 
 
 def rounds_per_epoch(worker_sizes, batch_size, averaging_frequency):
-    """Rounds needed for the largest worker to see all its examples once."""
+    """Rounds needed for the largest worker to see all its examples once (1 for a frequency in epochs)."""
     batches = max(-(-int(n) // batch_size) for n in worker_sizes)
-    return 1 if not averaging_frequency else max(1, -(-batches // averaging_frequency))
+    return 1 if averaging_frequency <= 0 else max(1, -(-batches // averaging_frequency))
+
+
+def schedule(epochs, per_epoch, passes_per_round):
+    """``[(epoch, first_batch index within it, passes)]`` of every round of a run."""
+    if passes_per_round > 1:
+        return [(e, 0, min(passes_per_round, epochs - e)) for e in range(0, epochs, passes_per_round)]
+    return [(r // per_epoch, r % per_epoch, 1) for r in range(epochs * per_epoch)]

@@ -28,6 +28,7 @@ class RoundSpec:
 
     epoch: int = 0
     first_batch: int = 0   # index of the round's first minibatch within the epoch
+    passes: int = 1        # epochs of local SGD in the round (with an averaging frequency in epochs)
     train: bool = True     # run local SGD (False: only score the state)
     score: bool = False    # score the start state on the val split and the training examples
 
@@ -120,14 +121,19 @@ def worker_round(arrays, X, y, worker, hyper, spec):
     """
     head, velocity = start_point(arrays)
     optimizer = Nesterovs(hyper.lr, hyper.momentum)
-    order = epoch_order(len(y), hyper.seed, spec.epoch, worker)
-    n_batches = hyper.averaging_frequency or -(-len(y) // hyper.batch_size)
+    whole_passes = hyper.passes_per_round > 0
+    n_batches = -(-len(y) // hyper.batch_size) if whole_passes else hyper.averaging_frequency
+    losses, examples = [], 0
     # A diverging worker overflows; that is reported by the driver's finiteness
     # check, not as warnings (which would also break mrjob's inline runner,
     # whose task stderr takes only bytes).
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        losses, examples = run_minibatches(head, velocity, optimizer, X, y, order, spec.first_batch,
-                                           n_batches, hyper.batch_size, hyper.l2)
+        for p in range(spec.passes if whole_passes else 1):
+            order = epoch_order(len(y), hyper.seed, spec.epoch + p, worker)
+            pass_losses, pass_examples = run_minibatches(head, velocity, optimizer, X, y, order, spec.first_batch,
+                                                         n_batches, hyper.batch_size, hyper.l2)
+            losses += pass_losses
+            examples += pass_examples
     return examples, {"W": head.W, "b": head.b, "vW": velocity["vW"], "vb": velocity["vb"]}, losses
 
 

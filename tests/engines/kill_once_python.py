@@ -6,7 +6,7 @@ then runs a job with ``--python-bin COPY``.  Hadoop streaming starts
 ``COPY TASK_SCRIPT --step-num=0 --mapper ...`` for every map task attempt
 (through mrjob's setup wrapper, which also calls ``COPY -c ...`` for its lock):
 
-* the first ``--mapper`` call that manages to create MARKER (O_EXCL, so one
+* the first ``--mapper`` call of job script SCRIPT that manages to create MARKER (O_EXCL, so one
   call in all) starts the real python on a pipe of FEED_PIPE_BYTES capacity,
   writes the first FEED_BYTES bytes of the task's input into it -- the write
   returns only once the mapper has read all but the pipe's capacity of them,
@@ -28,6 +28,7 @@ import sys
 
 REAL_PYTHON = None      # set by the test
 MARKER = None           # set by the test
+SCRIPT = None           # set by the test: only map tasks of this job script (e.g. train_round.py) are killed
 FEED_BYTES = 32768
 FEED_PIPE_BYTES = 4096
 F_SETPIPE_SZ = 1031     # Linux fcntl
@@ -67,7 +68,8 @@ def kill_once():
 
 
 if __name__ == '__main__':
-    if '--mapper' in sys.argv[1:] and kill_once():
+    script = next((os.path.basename(a) for a in sys.argv[1:] if a.endswith('.py')), None)
+    if '--mapper' in sys.argv[1:] and script == SCRIPT and kill_once():
         sys.stdout.flush()
         os._exit(128 + signal.SIGKILL)
     os.execv(REAL_PYTHON, [REAL_PYTHON] + sys.argv[1:])

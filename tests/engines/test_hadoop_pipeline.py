@@ -87,12 +87,13 @@ def hadoop_cli(work_dir, mode=None):
     return Cli(work_dir, PYTHON, driver_env, mode)
 
 
-def make_kill_once_python(path, marker):
+def make_kill_once_python(path, marker, script):
     """A copy of kill_once_python.py that runs the task python and kills the
-    first map attempt that creates ``marker``."""
+    first map attempt of job ``script`` (``featurize.py``, ``train_round.py``) that creates ``marker``."""
     text = KILL_ONCE.read_text()
     text = re.sub(r'^REAL_PYTHON = None.*$', 'REAL_PYTHON = %r' % PYTHON, text, count=1, flags=re.M)
     text = re.sub(r'^MARKER = None.*$', 'MARKER = %r' % str(marker), text, count=1, flags=re.M)
+    text = re.sub(r'^SCRIPT = None.*$', 'SCRIPT = %r' % script, text, count=1, flags=re.M)
     path = Path(path)
     path.write_text('#!%s\n%s' % (PYTHON, text))
     path.chmod(0o755)
@@ -135,7 +136,7 @@ def check_killed_and_retried(cluster, marker, stderr, job_id):
     return killed
 
 
-MR_TL_JOBS = ('featurize.', 'train_round.', 'evaluate.')  # how mrjob names their temp dirs
+MR_TL_JOBS = ('featurize.', 'scan.', 'partition.', 'train_round.', 'evaluate.')  # mrjob's temp dir names
 
 
 def mrjob_hdfs_leftovers(cluster):
@@ -179,7 +180,7 @@ def run_standalone(sa, work, model, packed, images):
     # fails); the train driver runs the round again (--round-retries)
     t0 = time.time()
     marker, killed_run = work / 'killed-train.json', work / 'run-killed'
-    killer = make_kill_once_python(work / 'kill-once-train', marker)
+    killer = make_kill_once_python(work / 'kill-once-train', marker, 'train_round.py')
     proc = cli('mr_tl.train', *conf, features, '-o', killed_run, *TRAIN_ARGS, '--stop-after-rounds', '1',
                '--python-bin', killer, '-v', step='train, a map task killed')
     hadoop_harness.TIMINGS['standalone: a round with a killed map task'] = round(time.time() - t0, 1)
@@ -198,7 +199,8 @@ def run_cluster(cluster, work, model, packed_demo, images):
     parquet, work_dir = 'hdfs://%s/features.parquet' % base, 'hdfs://%s/work' % base
     run = work / 'run'
     markers = {'featurize': work / 'killed-featurize.json', 'train': work / 'killed-train.json'}
-    killers = {k: make_kill_once_python(work / ('kill-once-%s' % k), m) for k, m in markers.items()}
+    scripts = {'featurize': 'featurize.py', 'train': 'train_round.py'}
+    killers = {k: make_kill_once_python(work / ('kill-once-%s' % k), m, scripts[k]) for k, m in markers.items()}
     t0 = time.time()
 
     cluster.fs('-mkdir', '-p', base)
@@ -212,16 +214,16 @@ def run_cluster(cluster, work, model, packed_demo, images):
                '--python-bin', killers['train'], '-v')
     train_log, train_out = proc.stderr, proc.stdout
     cli('mr_tl.evaluate', *conf, '--run', run, features, '--split', 'test')
+    # the Parquet dataset on HDFS, read inside the tasks (one map task per Parquet file)
+    parquet_run = work / 'run-parquet'
+    cli('mr_tl.train', *conf, parquet, '-o', parquet_run, *TRAIN_ARGS, '--work-dir', work_dir + '-parquet',
+        step='train (Parquet input)')
+    cli('mr_tl.evaluate', *conf, '--run', parquet_run, parquet, '--split', 'test', step='evaluate (Parquet input)')
     predictions = export_and_predict(cli, model, run, images)
     hadoop_harness.TIMINGS['pipeline e2e, mini cluster (2 killed attempts)'] = round(time.time() - t0, 1)
     hadoop_harness.TIMINGS['  cluster: hadoop fs -put pack'] = round(t_put - t0, 1)
     for step, seconds in cli.seconds.items():
         hadoop_harness.TIMINGS['  cluster: %s' % step] = round(seconds, 1)
-
-    # the Parquet file read straight from HDFS by the loader train uses for .parquet inputs
-    from mr_tl import storage
-    from mr_tl.train import load_features
-    parquet_loaded = load_features(storage.filesystem(str(cluster.hadoop_bin)), [parquet])
 
     # what is on HDFS now, fetched once for the tests below
     local = work / 'from-hdfs'
@@ -234,7 +236,7 @@ def run_cluster(cluster, work, model, packed_demo, images):
             'work_dir': local / 'work', 'hdfs_listing': hdfs_listing, 'hdfs_leftovers': leftovers,
             'run': run, 'predictions': predictions, 'cli': cli, 'markers': markers,
             'featurize_log': featurize_log, 'train_log': train_log, 'train_out': train_out,
-            'parquet_loaded': parquet_loaded, 'base': base}
+            'parquet_run': parquet_run, 'base': base}
 
 
 # what a pipeline may raise: errors, and pytest's skip/fail (which are not Exceptions)
@@ -318,6 +320,7 @@ def test_standalone_features_equal_the_local_runners(standalone_pipeline, refere
         summary_counts((ref / '_summary.json').read_text())
     assert (features / '_labels.json').read_text() == (ref / '_labels.json').read_text()
     assert (features / '_SUCCESS').exists()  # written by Hadoop's output committer
+    assert (features / '_COMPLETE').exists()  # written by featurize once its checks passed
 
 
 def test_standalone_checkpoints_are_byte_identical(standalone_pipeline, reference):
@@ -351,7 +354,8 @@ def test_standalone_does_not_retry_a_killed_task_the_driver_reruns_the_round(sta
     log = killed['log']
     assert 'subprocess failed with code 137' in log
     assert re.search(r'Job %s failed with state FAILED' % job, log)
-    assert len(job_ids(log)) == 2 and job_ids(log)[0] == job
+    # the scan, the partition, the round that failed, the same round again
+    assert len(job_ids(log)) == 4 and job_ids(log)[2] == job
     assert re.search(r'^round 1 failed \(.*\); running it again \(attempt 2 of 3\)$', killed['out'], re.M), \
         killed['out']
     got = checkpoint_files(killed['run'])
@@ -373,7 +377,7 @@ def test_cluster_features_on_hdfs_equal_the_local_runners(cluster_pipeline, refe
     assert_same_features(read_feature_dir(features)[0], reference['features'])
     # the side files landed on HDFS beside the part files
     listing = cluster_pipeline['hdfs_listing']
-    for name in ('_SUCCESS', '_summary.json', '_labels.json', 'part-00000'):
+    for name in ('_SUCCESS', '_summary.json', '_labels.json', '_COMPLETE', 'part-00000'):
         assert re.search(r'%s/features/%s$' % (re.escape(cluster_pipeline['base']), name), listing, re.M), name
     ref = reference['features_dir']
     assert summary_counts((features / '_summary.json').read_text()) == \
@@ -381,20 +385,23 @@ def test_cluster_features_on_hdfs_equal_the_local_runners(cluster_pipeline, refe
     assert (features / '_labels.json').read_text() == (ref / '_labels.json').read_text()
 
 
-def test_cluster_parquet_on_hdfs_reads_back(cluster_pipeline, reference):
-    """mr_tl.parquet wrote the Parquet file to HDFS (``hadoop fs -put``: pyarrow's
-    own HDFS client would need libhdfs.so); read back straight from HDFS by
-    the train driver's loader (``hadoop fs -cat``) and from a copy, it holds
-    the featurize output and the class names."""
-    from mr_tl.features import read_parquet
+def test_cluster_parquet_on_hdfs_trains_the_same_head(cluster_pipeline, reference):
+    """mr_tl.parquet wrote a Parquet dataset to HDFS (``hadoop fs -put``: pyarrow's own HDFS
+    client would need libhdfs.so); train and evaluate read it inside their YARN tasks and give the
+    text features' checkpoints and evaluation, byte for byte; pandas reads the folder as it is."""
+    import pandas as pd
 
+    parquet = cluster_pipeline['parquet']
+    assert sorted(n for n in os.listdir(parquet) if not n.startswith('.')) == [
+        '_COMPLETE', '_labels.json', '_summary.json'] + sorted(n for n in os.listdir(parquet) if n.endswith('.parquet'))
+    frame = pd.read_parquet(str(parquet))
     ref = {k: v for k, v in reference['features'].items() if v[0] == 'F'}
-    classes = json.loads((reference['features_dir'] / '_labels.json').read_text())['classes']
-    for loaded in (cluster_pipeline['parquet_loaded'], read_parquet(str(cluster_pipeline['parquet']))):
-        assert loaded.classes == classes
-        as_records = {i: ('F', int(l), s, x) for i, l, s, x in zip(loaded.ids, loaded.labels, loaded.splits,
-                                                                     loaded.X)}
-        assert_same_features(as_records, ref)
+    as_records = {row.id: ('F', int(row.label), row.split, np.asarray(row.features, dtype=np.float32))
+                  for row in frame.itertuples()}
+    assert_same_features(as_records, ref)
+    run, ref_run = cluster_pipeline['parquet_run'], reference['run']
+    assert checkpoint_files(run) == checkpoint_files(ref_run)
+    assert evaluation_files(run) == evaluation_files(ref_run)
 
 
 def test_cluster_checkpoints_are_byte_identical_after_a_killed_task(cluster_pipeline, reference):
@@ -407,8 +414,11 @@ def test_cluster_checkpoints_are_byte_identical_after_a_killed_task(cluster_pipe
     assert all(np.array_equal(head[k], ref_head[k]) for k in ('W', 'b'))
     config = json.loads((run / 'config.json').read_text())
     assert config['features']['inputs'] == ['hdfs://%s/features' % cluster_pipeline['base']]
-    # the worker files stayed on HDFS (--work-dir), one gzip file per map task
-    assert sorted(os.listdir(cluster_pipeline['work_dir'])) == ['task-00000.gz', 'task-00001.gz']
+    # the partition job wrote the worker files on HDFS (--work-dir): one gzip file per round task
+    workers = cluster_pipeline['work_dir'] / 'workers'
+    assert sorted(n for n in os.listdir(workers) if not n.startswith('.')) == [
+        '_SUCCESS', '_partition.json', 'part-00000.gz', 'part-00001.gz']
+    assert json.loads((workers / '_partition.json').read_text())['files'] == ['part-00000.gz', 'part-00001.gz']
     assert not (run / 'data').exists()
 
 
@@ -420,15 +430,16 @@ def test_cluster_evaluation_and_predictions_equal(cluster_pipeline, reference):
 def test_cluster_retried_the_killed_featurize_attempt(cluster_pipeline):
     log = cluster_pipeline['featurize_log']
     jobs = job_ids(log)
-    assert len(jobs) == 1
+    assert len(jobs) == 2   # featurize, then the scan of its output
     check_killed_and_retried(cluster_pipeline['cluster'], cluster_pipeline['markers']['featurize'], log, jobs[0])
 
 
 def test_cluster_retried_the_killed_training_attempt(cluster_pipeline):
     log = cluster_pipeline['train_log']
     jobs = job_ids(log)
-    assert len(jobs) == 2  # one job per round, no round ran twice
-    check_killed_and_retried(cluster_pipeline['cluster'], cluster_pipeline['markers']['train'], log, jobs[0])
+    # the scan, the partition, one job per round (no round ran twice), the last validation
+    assert len(jobs) == 5
+    check_killed_and_retried(cluster_pipeline['cluster'], cluster_pipeline['markers']['train'], log, jobs[2])
     # Hadoop retried the task; the driver did not have to run the round again
     assert 'running it again' not in cluster_pipeline['train_out']
 

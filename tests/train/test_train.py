@@ -550,3 +550,25 @@ def test_bad_options_are_refused(synth, train_cli, tmp_path):
         assert result.code == 2, bad
         assert "error:" in result.err
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_averaging_every_two_epochs(synth, train_cli, tmp_path, all_bytes):
+    """``--averaging-frequency 2epochs``: a round is two passes; one worker gives plain SGD's every other epoch."""
+    common = ("-r", "inline", synth.path, "--workers", 1, "--epochs", 4, "--lr", 0.05)
+    assert train_cli(*common, "-o", tmp_path / "each", "--averaging-frequency", "epoch").code == 0
+    result = train_cli(*common, "-o", tmp_path / "two", "--averaging-frequency", "2epochs")
+    assert result.code == 0, result.err
+    assert "2 rounds (4 epochs)" in result.out
+    each, two = RunDir(str(tmp_path / "each")), RunDir(str(tmp_path / "two"))
+    assert two.checkpoint_rounds() == [0, 1, 2]
+    for round_two, round_each in ((1, 2), (2, 4)):
+        assert checkpoint(tmp_path / "two", round_two)[1]["W"].tobytes() == \
+            checkpoint(tmp_path / "each", round_each)[1]["W"].tobytes()
+    assert [m["epoch"] for m in metrics(tmp_path / "two")] == [2, 4]
+    assert json.load(open(tmp_path / "two" / "config.json"))["training"]["averaging_frequency"] == "2epochs"
+    # several workers: the same in the jobs as in process (the local runner, with validation)
+    args = ("--workers", 3, "--epochs", 3, "--averaging-frequency", "2epochs", "--validate-every", 1)
+    assert train_cli("-r", "local", synth.path, "-o", tmp_path / "local", *args).code == 0
+    assert train_cli("-r", "inline", synth.path, "-o", tmp_path / "inline", *args).code == 0
+    assert checkpoint_files(all_bytes, tmp_path / "local") == checkpoint_files(all_bytes, tmp_path / "inline")
+    assert [m["epoch"] for m in metrics(tmp_path / "local")] == [2, 3]
