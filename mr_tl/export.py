@@ -26,6 +26,7 @@ from mr_tl.run import RunDir
 CLASSES_KEY = "mr_tl.classes"
 OUTPUT = "probabilities"
 LOGITS = "head/logits"
+PREFIX = "mr_tl_head/"   # the classifier's own tensors (EfficientNet already has a "head/conv")
 
 
 def fold_normalization(head, normalizer):
@@ -49,23 +50,24 @@ def _pre_transform_nodes(kind, x, model):
     if kind != "sqrt-l2-zscore":
         return x
     g = model.graph
-    g.node.extend([
-        helper.make_node("Abs", [x], ["head/abs"], name="head/abs"),
-        helper.make_node("Sqrt", ["head/abs"], ["head/sqrt"], name="head/sqrt"),
-        helper.make_node("Sign", [x], ["head/sign"], name="head/sign"),
-        helper.make_node("Mul", ["head/sign", "head/sqrt"], ["head/signed_sqrt"], name="head/signed_sqrt"),
-    ])
-    g.initializer.append(numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "head/eps"))
+
+    def node(op, inputs, output, **attributes):
+        g.node.append(helper.make_node(op, [i if i == x else PREFIX + i for i in inputs], [PREFIX + output],
+                                       name=PREFIX + output, **attributes))
+
+    node("Abs", [x], "abs")
+    node("Sqrt", ["abs"], "sqrt")
+    node("Sign", [x], "sign")
+    node("Mul", ["sign", "sqrt"], "signed_sqrt")
+    g.initializer.append(numpy_helper.from_array(np.array(1e-12, dtype=np.float32), PREFIX + "eps"))
     if _opset(model) >= 18:   # axes became an input in opset 18
-        g.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "head/axes"))
-        g.node.append(helper.make_node("ReduceL2", ["head/signed_sqrt", "head/axes"], ["head/norm"],
-                                       name="head/norm", keepdims=1))
+        g.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), PREFIX + "axes"))
+        node("ReduceL2", ["signed_sqrt", "axes"], "norm", keepdims=1)
     else:
-        g.node.append(helper.make_node("ReduceL2", ["head/signed_sqrt"], ["head/norm"], name="head/norm",
-                                       axes=[1], keepdims=1))
-    g.node.extend([helper.make_node("Max", ["head/norm", "head/eps"], ["head/norm_safe"], name="head/norm_safe"),
-                   helper.make_node("Div", ["head/signed_sqrt", "head/norm_safe"], ["head/unit"], name="head/unit")])
-    return "head/unit"
+        node("ReduceL2", ["signed_sqrt"], "norm", axes=[1], keepdims=1)
+    node("Max", ["norm", "eps"], "norm_safe")
+    node("Div", ["signed_sqrt", "norm_safe"], "unit")
+    return PREFIX + "unit"
 
 
 def check_trunk(spec, head_meta, trunk_path):
@@ -73,7 +75,7 @@ def check_trunk(spec, head_meta, trunk_path):
     made_by = ((head_meta or {}).get("features") or {}).get("made_by")
     if not made_by:
         return
-    from mr_tl.feature_store import made_by as describe
+    from mr_tl.model.spec import made_by as describe
 
     mine = describe(spec)
     for key, what in (("sha256", "graph"), ("preprocessing", "preprocessing")):
@@ -100,13 +102,13 @@ def build_classifier(trunk_path, head, classes, head_meta=None, normalizer=None)
         raise ModelError("trunk already has tensors named %s" % ", ".join(sorted(clash)))
     g = model.graph
     features = spec.output_name
-    g.node.append(helper.make_node("Flatten", [features], ["head/flat"], name="head/flatten", axis=1))
-    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", "head/flat", model)
+    g.node.append(helper.make_node("Flatten", [features], ["mr_tl_head/flat"], name="mr_tl_head/flatten", axis=1))
+    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", "mr_tl_head/flat", model)
     W, b = fold_normalization(head, normalizer)
-    g.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(W, dtype=np.float32), "head/W"),
-                          numpy_helper.from_array(np.ascontiguousarray(b, dtype=np.float32), "head/b")])
-    g.node.append(helper.make_node("Gemm", [x, "head/W", "head/b"], [LOGITS], name="head/dense"))
-    g.node.append(helper.make_node("Softmax", [LOGITS], [OUTPUT], name="head/softmax", axis=1))
+    g.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(W, dtype=np.float32), "mr_tl_head/W"),
+                          numpy_helper.from_array(np.ascontiguousarray(b, dtype=np.float32), "mr_tl_head/b")])
+    g.node.append(helper.make_node("Gemm", [x, "mr_tl_head/W", "mr_tl_head/b"], [LOGITS], name="mr_tl_head/dense"))
+    g.node.append(helper.make_node("Softmax", [LOGITS], [OUTPUT], name="mr_tl_head/softmax", axis=1))
     del g.output[:]
     g.output.extend([helper.make_tensor_value_info(OUTPUT, 1, ["N", head.n_classes]),
                      helper.make_tensor_value_info(LOGITS, 1, ["N", head.n_classes])])

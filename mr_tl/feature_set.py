@@ -116,19 +116,3 @@ def collect(sources, splits=None, classes=None):
         for record in records:
             collector.add(record)
     return collector.result()
-
-
-def read_folder(path, splits=None):
-    """The FeatureSet of a complete local features folder (text or Parquet; mr_tl.feature_store)."""
-    from mr_tl import feature_store, parquet_io
-
-    folder = feature_store.open_folder(None, path)
-    if folder.data_format == "parquet":
-        features = collect(((p, parquet_io.iter_records(p)) for p in folder.files), splits, folder.classes)
-    else:
-        def lines(p):
-            with open(p, encoding="utf-8") as f:
-                yield from f
-
-        features = read_sources(((p, lines(p)) for p in folder.files), splits, folder.classes)
-    return features

@@ -61,22 +61,6 @@ def summary(data_format, tally, dim, **extra):
     return dict(extra, format=SUMMARY_FORMAT, data=data_format, dim=dim, records=records)
 
 
-PROVENANCE = ("format", "source", "source_sha256", "license", "model_sha256", "external_data", "input_name")
-
-
-def made_by(spec, model_file="", augment="none"):
-    """What made a set of features: the model (its sha256, output, dimension) and how images became
-    its inputs (the preprocessing of its sidecar, the augmentation).  Travels with features, runs and
-    heads, so a head is never applied to features made another way."""
-    import dataclasses
-
-    preprocessing = {k: v for k, v in dataclasses.asdict(spec).items()
-                     if k not in PROVENANCE and k not in ("output_name", "output_dim", "cut_at")}
-    described = {"file": model_file, "sha256": spec.model_sha256, "output": spec.output_name,
-                 "dim": spec.output_dim, "cut_at": spec.cut_at, "preprocessing": preprocessing, "augment": augment}
-    return json.loads(json.dumps(described))   # as it reads back from a JSON file (lists, not tuples)
-
-
 def write_metadata(fs, folder, classes, summary_obj):
     """Write ``_labels.json``, ``_summary.json`` and, last, ``_COMPLETE`` into ``folder``."""
     text = json.dumps(summary_obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
@@ -196,3 +180,20 @@ def open_inputs(fs, paths):
     if not paths:
         raise InputError("give at least one features folder")
     return FeatureInputs([open_folder(fs, p) for p in paths])
+
+
+def read_folder(path, splits=None):
+    """The FeatureSet of a complete local features folder (text or Parquet; mr_tl.feature_store)."""
+    from mr_tl import parquet_io
+    from mr_tl.feature_set import collect, read_sources
+
+    folder = open_folder(None, path)
+    if folder.data_format == "parquet":
+        features = collect(((p, parquet_io.iter_records(p)) for p in folder.files), splits, folder.classes)
+    else:
+        def lines(p):
+            with open(p, encoding="utf-8") as f:
+                yield from f
+
+        features = read_sources(((p, lines(p)) for p in folder.files), splits, folder.classes)
+    return features

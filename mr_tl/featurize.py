@@ -51,7 +51,7 @@ from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
 from mr_tl.jobs.base import MRTLJob, summed_counters
 from mr_tl.jobs.compat import add_to_command_line, runner_alias, runner_command_line
-from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
+from mr_tl.model.spec import ModelSpec, load_model_spec, made_by, sidecar_path
 from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord
 from mr_tl.threads import task_threads, threads_in_task
 
@@ -198,7 +198,7 @@ class MRFeaturize(MRTLJob):
         self.args_before_expansion = list(o.args)
         o.args = storage.expand_inputs(o.args, storage.PACKED_SUFFIX)
         # every input must carry the same class list: label numbers mean classes by position
-        self.classes = labels.agreed(labels.beside(self.driver_fs(), self.args_before_expansion))
+        self.classes = labels.agreed(storage.labels_beside(self.driver_fs(), self.args_before_expansion))
         if alias == "local" and not any(storage.is_uri(a) or a.endswith((".gz", ".bz2")) for a in o.args):
             # mrjob's local runner cuts inputs into pieces of equal *bytes*: with images of different
             # sizes the tasks get unequal work and a core idles at the end (9 % of the time on
@@ -270,7 +270,7 @@ class MRFeaturize(MRTLJob):
 
     def model_description(self):
         """What made these features (a head trained on them refuses features made another way)."""
-        return feature_store.made_by(self.spec, os.path.basename(self.options.model))
+        return made_by(self.spec, os.path.basename(self.options.model))
 
     def scan_output(self, runner, rejected_heads):
         from mr_tl.jobs.scan import MRScanFeatures, parse_output

@@ -53,23 +53,8 @@ def read(path):
     return parse(text, path)
 
 
-def beside(fs, inputs):
-    """``[(input, classes)]``: the labels file beside each input (``labels.json`` of a pack folder,
-    ``_labels.json`` of a features folder); InputError naming an input that has none."""
-    from mr_tl import storage
-
-    found = []
-    for path in inputs:
-        text = storage.find_labels([path], fs)
-        if text is None:
-            raise InputError("no labels file beside %s (pack writes labels.json, featurize _labels.json); "
-                             "give --labels" % path)
-        found.append((path, parse(text, "the labels file beside %s" % path)))
-    return found
-
-
 def agreed(found):
-    """The one class list ``found`` (from :func:`beside`) agree on; InputError naming the first difference."""
+    """The one class list ``found`` (``[(input, classes)]``) agree on; InputError naming the first difference."""
     first_path, first = found[0]
     for path, classes in found[1:]:
         if classes != first:

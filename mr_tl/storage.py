@@ -10,7 +10,6 @@ never mistakes them for data.
 
 import contextlib
 import fnmatch
-import glob
 import json
 import os
 import posixpath
@@ -20,84 +19,20 @@ from mrjob.util import to_lines
 
 from mr_tl.errors import InputError
 from mr_tl.jobs.compat import cat_file
-
-PACKED_SUFFIX = ".tsv"
-FEATURES_PATTERN = "part-*"
-
-
-def is_uri(path):
-    return "://" in path
-
-
-def is_remote(path):
-    """A URI that is not ``file://`` (``hdfs://``, ``s3://``...): read and written through ``hadoop fs``."""
-    return is_uri(path) and not path.startswith("file://")
-
-
-def _local(path):
-    return path[len("file://"):] if path.startswith("file://") else path
-
-
-def local_path(path):
-    """The local file name of a local path or ``file://`` URI."""
-    return _local(path)
-
-
-def is_dir(path):
-    """Whether a local path (or ``file://`` URI) is a folder."""
-    return os.path.isdir(_local(path))
-
-
-def _has_glob(path):
-    return any(c in path for c in "*?[")
-
-
-def _visible(name):
-    return not name.startswith(("_", "."))
-
-
-def expand_inputs(paths, pattern):
-    """Input paths for a job: local folders become their matching, visible files.
-
-    ``pattern`` is a suffix like ``.tsv`` or a glob like ``part-*``.  Remote
-    folders (``hdfs://...``) become ``folder/pattern`` globs, which Hadoop
-    and mrjob both understand.  A local path that does not exist is an error.
-    """
-    glob_pattern = ("*" + pattern) if not _has_glob(pattern) else pattern
-    out = []
-    for path in paths:
-        if is_remote(path):
-            if _has_glob(path) or fnmatch.fnmatch(posixpath.basename(path.rstrip("/")), glob_pattern):
-                out.append(path)
-            else:
-                out.append(path.rstrip("/") + "/" + glob_pattern)
-            continue
-        local = path[len("file://"):] if path.startswith("file://") else path
-        if _has_glob(local):
-            matches = sorted(p for p in glob.glob(local) if _visible(os.path.basename(p)))
-            if not matches:
-                raise InputError("no input matches %s" % path)
-            out += matches
-        elif os.path.isdir(local):
-            matches = sorted(os.path.join(local, n) for n in os.listdir(local)
-                             if _visible(n) and fnmatch.fnmatch(n, glob_pattern))
-            if not matches:
-                raise InputError("folder %s has no %s files" % (path, glob_pattern))
-            out += matches
-        elif os.path.isfile(local):
-            out.append(local)
-        else:
-            raise InputError("input %s does not exist" % path)
-    return out
-
-
-def _folder_of(path):
-    if _has_glob(path):
-        return posixpath.dirname(path) if is_uri(path) else os.path.dirname(path)
-    if is_uri(path):
-        base = posixpath.basename(path.rstrip("/"))
-        return posixpath.dirname(path.rstrip("/")) if "." in base else path.rstrip("/")
-    return path if os.path.isdir(path) else os.path.dirname(path)
+from mr_tl.paths import (  # noqa: F401  (the path helpers, defined once in mr_tl.paths)
+    FEATURES_PATTERN,
+    PACKED_SUFFIX,
+    expand_inputs,
+    folder_of,
+    has_glob,
+    is_dir,
+    is_remote,
+    is_uri,
+    join,
+    local_path,
+    path_part,
+    visible,
+)
 
 
 def _command_failed(e, path):
@@ -113,7 +48,7 @@ def read_text(fs, path, listed=False):
     read with a single ``hadoop fs -cat``.
     """
     if not is_remote(path):
-        path = _local(path)
+        path = local_path(path)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
@@ -132,11 +67,11 @@ def read_text(fs, path, listed=False):
 
 def _remote_names(fs, folder):
     """Names of the files directly in a remote folder (one ``hadoop fs -ls -R``)."""
-    base = _path_part(folder).rstrip("/") + "/"
+    base = path_part(folder).rstrip("/") + "/"
     names = set()
     try:
         for uri in fs.ls(folder):
-            path = _path_part(uri)
+            path = path_part(uri)
             if path.startswith(base) and "/" not in path[len(base):]:
                 names.add(path[len(base):])
     except OSError as e:
@@ -145,16 +80,10 @@ def _remote_names(fs, folder):
     return names
 
 
-def _path_part(uri):
-    """``/a/b`` of ``hdfs://host:port/a/b``."""
-    rest = uri.split("://", 1)[1] if is_uri(uri) else uri
-    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-
-
 def find_side_file(paths, names, fs=None):
     """Text of the first of ``names`` found beside the inputs (their folder), or None."""
     for path in paths:
-        folder = _folder_of(path)
+        folder = folder_of(path)
         present = _remote_names(fs, folder) if is_remote(folder) else None
         for name in names:
             if present is not None and name not in present:
@@ -184,7 +113,7 @@ def pack_accounting(paths, fs=None):
 
     images, digest, accounting, seen = 0, MultisetHash(), {k: 0 for k in PACK_ACCOUNTING}, {}
     for path in paths:
-        folder = _folder_of(path)
+        folder = folder_of(path)
         if folder not in seen:
             text = read_text(fs, join(folder, "manifest.json"))
             if text is None:
@@ -199,7 +128,7 @@ def pack_accounting(paths, fs=None):
         base = posixpath.basename(path.rstrip("/")) if is_uri(path) else os.path.basename(path)
         if base in shards:
             chosen = [shards[base]]
-        elif not _has_glob(path) and (is_uri(path) or os.path.isdir(path)):
+        elif not has_glob(path) and (is_uri(path) or os.path.isdir(path)):
             chosen = list(shards.values())
         else:
             return None
@@ -249,20 +178,20 @@ def _output_chunks(runner):
     are skipped, as Hadoop and mrjob do."""
     output_dir = runner.get_output_dir() or ""
     if output_dir.startswith("file://"):
-        root = _local(output_dir)
+        root = local_path(output_dir)
         files = []
         for directory, dirs, names in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if _visible(d))
-            files += [os.path.join(directory, n) for n in sorted(names) if _visible(n)]
+            dirs[:] = sorted(d for d in dirs if visible(d))
+            files += [os.path.join(directory, n) for n in sorted(names) if visible(n)]
         return _local_cat(files)
     hadoop = _hadoop_fs(runner.fs, output_dir) if is_remote(output_dir) else None
     if hadoop is None:
         return runner.cat_output()
-    base = _path_part(output_dir).rstrip("/") + "/"
+    base = path_part(output_dir).rstrip("/") + "/"
     files = []
     for uri in sorted(runner.fs.ls(output_dir)):
-        rel = _path_part(uri)[len(base):]
-        if _path_part(uri).startswith(base) and all(_visible(part) for part in rel.split("/") if part):
+        rel = path_part(uri)[len(base):]
+        if path_part(uri).startswith(base) and all(visible(part) for part in rel.split("/") if part):
             files.append(uri)
     if not files:
         return iter(())
@@ -318,7 +247,7 @@ def list_data_files(fs, paths, pattern):
             continue
         root = path.rstrip("/")
         keep = [f for f in found if fnmatch.fnmatch(posixpath.basename(f), pattern)
-                and all(_visible(part) for part in f[len(root):].split("/") if part)]
+                and all(visible(part) for part in f[len(root):].split("/") if part)]
         if not keep:
             raise InputError("%s has no %s files" % (path, pattern))
         out += keep
@@ -369,7 +298,7 @@ def iter_lines(fs, paths):
         if hadoop is None:
             sources = [fs.cat(path)]
         else:
-            files = sorted(fs.ls(path)) if _has_glob(path) else [path]
+            files = sorted(fs.ls(path)) if has_glob(path) else [path]
             sources = (_hadoop_cat(hadoop, f) for f in files)
         for chunks in sources:
             for line in to_lines(chunks):
@@ -388,7 +317,7 @@ def local_copies(fs, paths):
     out = [None] * len(paths)
     groups = {}
     for i, path in enumerate(paths):
-        if is_remote(path) and _hadoop_fs(fs, path) is not None and not _has_glob(path):
+        if is_remote(path) and _hadoop_fs(fs, path) is not None and not has_glob(path):
             groups.setdefault(posixpath.dirname(path), []).append(i)
         else:
             out[i] = path
@@ -433,7 +362,7 @@ def put_files(fs, local_paths, dest_dir):
 def put_file(fs, local_path, dest):
     """Copy a local file to ``dest`` (local path or URI), replacing what is there."""
     if not is_remote(dest):
-        dest = _local(dest)
+        dest = local_path(dest)
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         tmp = dest + ".tmp"
         with open(local_path, "rb") as src, open(tmp, "wb") as out:
@@ -466,15 +395,10 @@ def first_feature_dim(fs, paths):
     return None
 
 
-def join(folder, name):
-    """``folder/name`` for a local path or a URI."""
-    return folder.rstrip("/") + "/" + name if is_uri(folder) else os.path.join(folder, name)
-
-
 def write_text(fs, path, text):
     """Write a small text file (local: atomically; remote: through a temporary local file)."""
     if not is_remote(path):
-        path = _local(path)
+        path = local_path(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = "%s.tmp-%d" % (path, os.getpid())
         with open(tmp, "w", encoding="utf-8") as f:
@@ -493,7 +417,7 @@ def write_text(fs, path, text):
 def remove(fs, path):
     """Remove a file or folder (local path or URI) if it exists."""
     if not is_remote(path):
-        path = _local(path)
+        path = local_path(path)
         if os.path.isdir(path) and not os.path.islink(path):
             import shutil
 
@@ -506,7 +430,7 @@ def remove(fs, path):
 
 
 def exists(fs, path):
-    return os.path.exists(_local(path)) if not is_remote(path) else fs.exists(path)
+    return os.path.exists(local_path(path)) if not is_remote(path) else fs.exists(path)
 
 
 def file_names(fs, folder, side_files=False):
@@ -515,11 +439,25 @@ def file_names(fs, folder, side_files=False):
     Names starting with ``.`` are never listed, names starting with ``_`` (side files) only
     with ``side_files``."""
     def wanted(name):
-        return _visible(name) or (side_files and name.startswith("_"))
+        return visible(name) or (side_files and name.startswith("_"))
 
     if not is_remote(folder):
-        folder = _local(folder)
+        folder = local_path(folder)
         if not os.path.isdir(folder):
             return []
         return sorted(n for n in os.listdir(folder) if wanted(n) and os.path.isfile(os.path.join(folder, n)))
     return sorted(n for n in _remote_names(fs, folder) if wanted(n))
+
+
+def labels_beside(fs, inputs):
+    """``[(input, classes)]``: the labels file beside each input (``labels.json`` of a pack folder,
+    ``_labels.json`` of a features folder); InputError naming an input that has none."""
+    from mr_tl import labels
+
+    found = []
+    for path in inputs:
+        text = find_labels([path], fs)
+        if text is None:
+            raise InputError("no labels file beside %s (pack writes labels.json, featurize _labels.json)" % path)
+        found.append((path, labels.parse(text, "the labels file beside %s" % path)))
+    return found

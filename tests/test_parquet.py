@@ -15,7 +15,8 @@ from feature_folders import write_feature_folder
 from mr_tl import labels, parquet_io
 from mr_tl import parquet as parquet_cli
 from mr_tl.errors import FeatureError
-from mr_tl.feature_set import read_folder, read_lines
+from mr_tl.feature_set import read_lines
+from mr_tl.feature_store import read_folder
 from mr_tl.records import FeatureRecord, RejectedRecord, parse_feature_line
 
 DIM = 7

@@ -61,18 +61,18 @@ QUANTIZED_KEY = "mr_tl.quantized"
 
 def _shard_files(calibration):
     """Local ``.tsv`` shards named by ``calibration`` (pack folders or files)."""
-    from mr_tl import storage
+    from mr_tl import paths
     from mr_tl.errors import InputError
 
-    paths = [calibration] if isinstance(calibration, (str, os.PathLike)) else list(calibration)
-    if not paths:
+    inputs = [calibration] if isinstance(calibration, (str, os.PathLike)) else list(calibration)
+    if not inputs:
         raise ModelError("no calibration input given (pack output folders or .tsv shards)")
-    for path in paths:
-        if storage.is_uri(str(path)) and not str(path).startswith("file://"):
+    for path in inputs:
+        if paths.is_uri(str(path)) and not str(path).startswith("file://"):
             raise ModelError("calibration shards must be local files, found %s (copy a few shards "
                              "to local disk first)" % path)
     try:
-        return storage.expand_inputs([str(p) for p in paths], storage.PACKED_SUFFIX)
+        return paths.expand_inputs([str(p) for p in inputs], paths.PACKED_SUFFIX)
     except InputError as e:
         raise ModelError("calibration input: %s" % e) from None
 

@@ -180,3 +180,19 @@ def load_model_spec(model_path, verify_hash=True):
                 raise ModelError("weights file %s does not match the sidecar of %s: sha256 is %s, sidecar "
                                  "expects %s" % (data_path, model_path, actual, expected))
     return spec
+
+
+PROVENANCE = ("format", "source", "source_sha256", "license", "model_sha256", "external_data", "input_name")
+
+
+def made_by(spec, model_file="", augment="none"):
+    """What made a set of features: the model (its sha256, output, dimension) and how images became
+    its inputs (the preprocessing of its sidecar, the augmentation).  Travels with features, runs and
+    heads, so a head is never applied to features made another way."""
+    preprocessing = {k: v for k, v in dataclasses.asdict(spec).items()
+                     if k not in PROVENANCE and k not in ("output_name", "output_dim", "cut_at")}
+    if spec.resize != "letterbox":
+        preprocessing.pop("pad_colour", None)   # only letterbox pads
+    described = {"file": model_file, "sha256": spec.model_sha256, "output": spec.output_name,
+                 "dim": spec.output_dim, "cut_at": spec.cut_at, "preprocessing": preprocessing, "augment": augment}
+    return json.loads(json.dumps(described))   # as it reads back from a JSON file (lists, not tuples)

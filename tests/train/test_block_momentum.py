@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mr_tl.feature_set import read_folder
+from mr_tl.feature_store import read_folder
 from mr_tl.records import load_npz
 from mr_tl.run import RunDir
 from mr_tl.training.hyperparameters import Hyperparameters
