@@ -147,10 +147,11 @@ class OuterOptimizer:
 
     PARAMS = ("W", "b")
 
-    def __init__(self, kind="average", block_momentum=None, block_lr=1.0, n_workers=1):
+    def __init__(self, kind="average", block_momentum=None, block_lr=1.0, n_workers=1, params=PARAMS):
         if kind not in ("average", "block-momentum"):
             raise ValueError("outer optimizer must be 'average' or 'block-momentum', found %r" % kind)
         self.kind = kind
+        self.params = tuple(params)   # the head's parameters (velocities are plain averages)
         self.eta = float(default_block_momentum(n_workers) if block_momentum is None else block_momentum)
         self.zeta = float(block_lr)
         if not 0 <= self.eta < 1 or self.zeta <= 0:
@@ -161,7 +162,7 @@ class OuterOptimizer:
         if self.kind == "average":
             return {}
         state = {}
-        for name in self.PARAMS:
+        for name in self.params:
             state["start_" + name] = params[name].copy()
             state["G_" + name] = np.zeros(params[name].shape, dtype=F64)
         return state
@@ -175,7 +176,7 @@ class OuterOptimizer:
             return dict(mean), {}
         out = dict(mean)  # velocities etc. are plain averages
         outer = {}
-        for name in self.PARAMS:
+        for name in self.params:
             start = state["start_" + name].astype(F64)
             G = self.eta * state["G_" + name] + self.zeta * (mean[name].astype(F64) - start)
             w = state[name].astype(F64) + G

@@ -84,12 +84,12 @@ class MREvaluate(FeatureInputJob):
     # -- tasks ---------------------------------------------------------------------
 
     def mapper_init(self):
-        from mr_tl.head import SoftmaxHead
+        from mr_tl.head import head_from_arrays
         from mr_tl.normalization import Normalizer
         from mr_tl.records import load_npz
 
         meta, arrays = load_npz(self.options.head)
-        self.head = SoftmaxHead(arrays["W"], arrays["b"])
+        self.head = head_from_arrays(arrays)
         self.normalizer = Normalizer.from_arrays(meta.get("normalization", "none"), arrays)
         n = self.head.n_classes
         self.counts = ScoreCounts(confusion=np.zeros((n, n), dtype=np.int64))
@@ -185,11 +185,11 @@ class MREvaluate(FeatureInputJob):
             if os.path.abspath(o.head) == os.path.abspath(run.file("head.npz")):
                 head, head_meta, _ = run.load_classifier()
             else:
-                from mr_tl.head import SoftmaxHead
+                from mr_tl.head import head_from_arrays
                 from mr_tl.records import load_npz
 
                 head_meta, arrays = load_npz(o.head)
-                head = SoftmaxHead(arrays["W"], arrays["b"])
+                head = head_from_arrays(arrays)
         except (MrTlError, OSError, ValueError, KeyError) as e:
             raise InputError(str(e)) from None
         if head.n_classes != len(self.classes):

@@ -29,16 +29,16 @@ LOGITS = "head/logits"
 PREFIX = "mr_tl_head/"   # the classifier's own tensors (EfficientNet already has a "head/conv")
 
 
-def fold_normalization(head, normalizer):
-    """``(W, b)`` of a head that takes the normalization's pre-transformed features instead of
+def fold_normalization(W, b, normalizer):
+    """``(W, b)`` of a first layer that takes the normalization's pre-transformed features instead of
     normalized ones: ``((u - mean) * scale) @ W + b == u @ (scale * W) + (b - (mean * scale) @ W)``."""
-    W = np.asarray(head.W, dtype=np.float64)
     if normalizer is None or normalizer.kind == "none":
-        return head.W, head.b
+        return W, b
+    W = np.asarray(W, dtype=np.float64)
     scale = np.asarray(normalizer.scale, dtype=np.float64)
     mean = np.asarray(normalizer.mean, dtype=np.float64)
     return ((scale[:, None] * W).astype(np.float32),
-            (np.asarray(head.b, dtype=np.float64) - (mean * scale) @ W).astype(np.float32))
+            (np.asarray(b, dtype=np.float64) - (mean * scale) @ W).astype(np.float32))
 
 
 def _opset(model):
@@ -97,18 +97,26 @@ def build_classifier(trunk_path, head, classes, head_meta=None, normalizer=None)
         raise ModelError("head has %d classes but %d class names were given" % (head.n_classes, len(classes)))
     model = graph.load(trunk_path)
     names = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
-    clash = {n for n in names if n.startswith("head/")} | (names & {OUTPUT})
+    clash = {n for n in names if n.startswith(PREFIX)} | (names & {OUTPUT, LOGITS})
     if clash:
         raise ModelError("trunk already has tensors named %s" % ", ".join(sorted(clash)))
     g = model.graph
     features = spec.output_name
-    g.node.append(helper.make_node("Flatten", [features], ["mr_tl_head/flat"], name="mr_tl_head/flatten", axis=1))
-    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", "mr_tl_head/flat", model)
-    W, b = fold_normalization(head, normalizer)
-    g.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(W, dtype=np.float32), "mr_tl_head/W"),
-                          numpy_helper.from_array(np.ascontiguousarray(b, dtype=np.float32), "mr_tl_head/b")])
-    g.node.append(helper.make_node("Gemm", [x, "mr_tl_head/W", "mr_tl_head/b"], [LOGITS], name="mr_tl_head/dense"))
-    g.node.append(helper.make_node("Softmax", [LOGITS], [OUTPUT], name="mr_tl_head/softmax", axis=1))
+    g.node.append(helper.make_node("Flatten", [features], [PREFIX + "flat"], name=PREFIX + "flatten", axis=1))
+    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", PREFIX + "flat", model)
+    params = dict(head.params())
+    W, b = ("W1", "b1") if "W1" in params else ("W", "b")   # the first layer takes the normalization
+    params[W], params[b] = fold_normalization(params[W], params[b], normalizer)
+    g.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), PREFIX + name)
+                         for name, value in sorted(params.items()))
+    if W == "W1":   # the hidden layer: Gemm + ReLU
+        g.node.append(helper.make_node("Gemm", [x, PREFIX + "W1", PREFIX + "b1"], [PREFIX + "hidden_in"],
+                                       name=PREFIX + "hidden"))
+        g.node.append(helper.make_node("Relu", [PREFIX + "hidden_in"], [PREFIX + "hidden_out"],
+                                       name=PREFIX + "relu"))
+        x = PREFIX + "hidden_out"
+    g.node.append(helper.make_node("Gemm", [x, PREFIX + "W", PREFIX + "b"], [LOGITS], name=PREFIX + "dense"))
+    g.node.append(helper.make_node("Softmax", [LOGITS], [OUTPUT], name=PREFIX + "softmax", axis=1))
     del g.output[:]
     g.output.extend([helper.make_tensor_value_info(OUTPUT, 1, ["N", head.n_classes]),
                      helper.make_tensor_value_info(LOGITS, 1, ["N", head.n_classes])])

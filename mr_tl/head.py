@@ -1,9 +1,15 @@
-"""The new softmax head and its optimizer, in numpy (float32).
+"""The new head and its optimizer, in numpy (float32).
 
 Mirrors the reference recipe's Deeplearning4j configuration: one
 ``OutputLayer`` D -> C with softmax activation and negative log-likelihood
 loss averaged over the minibatch, ``WeightInit.XAVIER``, the ``Nesterovs``
-updater, optional L2.
+updater, optional L2 (:class:`SoftmaxHead`).  With ``--hidden N`` the head
+is ``D -> N (ReLU) -> C`` (:class:`MLPHead`), trained the same way.
+
+A head is a set of named float32 parameter arrays (``W``, ``b``; and ``W1``,
+``b1`` for the hidden layer); the optimizer keeps one velocity per
+parameter (``v`` + name).  Averaging, checkpoints and the outer optimizer
+handle them by name, so the arithmetic is the same for both kinds.
 
     head = SoftmaxHead.xavier(4096, 257, seed=42)
     opt = Nesterovs(lr=0.01, momentum=0.8)
@@ -18,11 +24,19 @@ from mr_tl.seeding import rng
 F32 = np.float32
 
 
+def _xavier(shape, seed, *keys):
+    """DL4J ``WeightInit.XAVIER``: N(0, 2 / (fan_in + fan_out)), seeded by (seed, "xavier", keys...)."""
+    std = np.sqrt(2.0 / (shape[0] + shape[1]))
+    return (rng(seed, "xavier", *keys).standard_normal(shape) * std).astype(F32)
+
+
 class SoftmaxHead:
     """Softmax regression: ``p = softmax(X @ W + b)``.
 
     ``W`` is ``(n_features, n_classes)`` and ``b`` ``(n_classes,)``, both float32.
     """
+
+    PARAMS = ("W", "b")
 
     def __init__(self, W, b):
         W = np.asarray(W)
@@ -36,17 +50,23 @@ class SoftmaxHead:
     @classmethod
     def xavier(cls, n_features, n_classes, seed):
         """DL4J ``WeightInit.XAVIER``: W ~ N(0, 2 / (fan_in + fan_out)), b = 0, seeded."""
-        std = np.sqrt(2.0 / (n_features + n_classes))
-        W = rng(seed, "xavier").standard_normal((n_features, n_classes)) * std
-        return cls(W.astype(F32), np.zeros(n_classes, dtype=F32))
+        return cls(_xavier((n_features, n_classes), seed), np.zeros(n_classes, dtype=F32))
 
     @property
     def n_features(self):
-        return self.W.shape[0]
+        return self.first_weights.shape[0]
 
     @property
     def n_classes(self):
         return self.W.shape[1]
+
+    @property
+    def first_weights(self):
+        return self.W
+
+    def params(self):
+        """``{name: array}`` of the parameters (the arrays themselves: updates happen in place)."""
+        return {name: getattr(self, name) for name in self.PARAMS}
 
     def check_features(self, X):
         X = np.asarray(X)
@@ -55,8 +75,11 @@ class SoftmaxHead:
                              % (X.shape[1] if X.ndim == 2 else "?", self.n_features))
         return X
 
-    def logits(self, X):
-        return X @ self.W + self.b
+    def logits(self, X, dtype=F32):
+        """Class scores; ``dtype=np.float64`` computes them in float64 (scoring, mr_tl.metrics)."""
+        if dtype == F32:
+            return X @ self.W + self.b
+        return np.asarray(X, dtype=dtype) @ self.W.astype(dtype) + self.b.astype(dtype)
 
     def predict_proba(self, X):
         return softmax(self.logits(self.check_features(X)))
@@ -64,9 +87,8 @@ class SoftmaxHead:
     def predict(self, X):
         return np.argmax(self.logits(self.check_features(X)), axis=1)
 
-    def loss_and_grad(self, X, y, l2=0.0):
-        """Mean NLL over the minibatch (+ l2/2 * ||W||^2) and its gradient ``(loss, dW, db)``."""
-        z = self.logits(X)
+    def _output_grad(self, z, y):
+        """Mean NLL of logits ``z`` and its gradient with respect to ``z``."""
         log_p = log_softmax(z)
         n = len(y)
         rows = np.arange(n)
@@ -74,12 +96,85 @@ class SoftmaxHead:
         delta = np.exp(log_p)
         delta[rows, y] -= F32(1)
         delta /= F32(n)
-        dW = X.T @ delta
-        db = delta.sum(axis=0)
+        return loss, delta
+
+    def _l2(self, loss, grads, l2):
+        """Add ``l2/2 * ||weights||^2`` (weights, not biases) to the loss and its gradient."""
         if l2:
-            loss += 0.5 * l2 * float(np.sum(np.square(self.W, dtype=np.float64)))
-            dW += F32(l2) * self.W
-        return loss, dW.astype(F32, copy=False), db.astype(F32, copy=False)
+            for name in self.PARAMS:
+                if name.startswith("W"):
+                    loss += 0.5 * l2 * float(np.sum(np.square(getattr(self, name), dtype=np.float64)))
+                    grads[name] += F32(l2) * getattr(self, name)
+        return loss, grads
+
+    def loss_and_grad(self, X, y, l2=0.0):
+        """Mean NLL over the minibatch (+ l2/2 * ||W||^2) and the gradients ``(loss, {name: grad})``."""
+        loss, delta = self._output_grad(self.logits(X), y)
+        grads = {"W": (X.T @ delta).astype(F32, copy=False), "b": delta.sum(axis=0).astype(F32, copy=False)}
+        return self._l2(loss, grads, l2)
+
+
+class MLPHead(SoftmaxHead):
+    """One hidden layer: ``p = softmax(relu(X @ W1 + b1) @ W + b)``."""
+
+    PARAMS = ("W1", "b1", "W", "b")
+
+    def __init__(self, W1, b1, W, b):
+        super().__init__(W, b)
+        W1, b1 = np.asarray(W1), np.asarray(b1)
+        if W1.ndim != 2 or b1.shape != (W1.shape[1],) or W1.shape[1] != self.W.shape[0]:
+            raise ValueError("W1 must be (features, hidden), b1 (hidden,) and W (hidden, classes), found %s, %s, %s"
+                             % (W1.shape, b1.shape, self.W.shape))
+        self.W1 = np.ascontiguousarray(W1, dtype=F32)
+        self.b1 = np.ascontiguousarray(b1, dtype=F32)
+
+    @classmethod
+    def xavier(cls, n_features, n_classes, seed, hidden=512):
+        """Xavier for both layers (the output layer drawn as in :class:`SoftmaxHead`'s stream), zero biases."""
+        return cls(_xavier((n_features, hidden), seed, "hidden"), np.zeros(hidden, dtype=F32),
+                   _xavier((hidden, n_classes), seed), np.zeros(n_classes, dtype=F32))
+
+    @property
+    def first_weights(self):
+        return self.W1
+
+    @property
+    def hidden(self):
+        return self.W1.shape[1]
+
+    def _hidden(self, X, dtype=F32):
+        if dtype == F32:
+            return np.maximum(X @ self.W1 + self.b1, F32(0))
+        return np.maximum(np.asarray(X, dtype=dtype) @ self.W1.astype(dtype) + self.b1.astype(dtype), 0)
+
+    def logits(self, X, dtype=F32):
+        H = self._hidden(X, dtype)
+        if dtype == F32:
+            return H @ self.W + self.b
+        return H @ self.W.astype(dtype) + self.b.astype(dtype)
+
+    def loss_and_grad(self, X, y, l2=0.0):
+        H = self._hidden(X)
+        loss, delta = self._output_grad(H @ self.W + self.b, y)
+        dH = delta @ self.W.T
+        dH[H <= 0] = F32(0)
+        grads = {"W1": (X.T @ dH).astype(F32, copy=False), "b1": dH.sum(axis=0).astype(F32, copy=False),
+                 "W": (H.T @ delta).astype(F32, copy=False), "b": delta.sum(axis=0).astype(F32, copy=False)}
+        return self._l2(loss, grads, l2)
+
+
+def head_from_arrays(arrays):
+    """The head whose parameters ``arrays`` holds (a hidden layer if there is a ``W1``)."""
+    if "W1" in arrays:
+        return MLPHead(arrays["W1"], arrays["b1"], arrays["W"], arrays["b"])
+    return SoftmaxHead(arrays["W"], arrays["b"])
+
+
+def new_head(n_features, n_classes, seed, hidden=0):
+    """A freshly initialised head (Xavier, seeded): softmax only, or with a hidden layer of ``hidden`` units."""
+    if hidden:
+        return MLPHead.xavier(n_features, n_classes, seed, hidden)
+    return SoftmaxHead.xavier(n_features, n_classes, seed)
 
 
 def log_softmax(z):
@@ -100,7 +195,8 @@ class Nesterovs:
         params -= momentum * v_prev - (1 + momentum) * v
 
     (DL4J computes the update ``momentum * v_prev + (-1 - momentum) * v``
-    and subtracts it from the parameters; so do we, in float32.)
+    and subtracts it from the parameters; so do we, in float32.)  One
+    velocity per parameter, named ``v`` + the parameter's name.
     """
 
     def __init__(self, lr=0.01, momentum=0.8):
@@ -110,7 +206,7 @@ class Nesterovs:
         self.momentum = F32(momentum)
 
     def init_state(self, head):
-        return {"vW": np.zeros_like(head.W), "vb": np.zeros_like(head.b)}
+        return {"v" + name: np.zeros_like(value) for name, value in head.params().items()}
 
     def update(self, param, grad, v):
         """Apply one step to ``param`` in place, updating velocity ``v`` in place."""
@@ -120,15 +216,15 @@ class Nesterovs:
         update = v_prev * self.momentum + v * (-self.momentum - F32(1))
         param -= update
 
-    def step(self, head, state, dW, db):
-        self.update(head.W, dW, state["vW"])
-        self.update(head.b, db, state["vb"])
+    def step(self, head, state, grads):
+        for name, param in head.params().items():
+            self.update(param, grads[name], state["v" + name])
 
 
 def sgd_step(head, state, optimizer, X, y, l2=0.0):
     """One minibatch: gradient at the current parameters, then the update. Returns the loss."""
-    loss, dW, db = head.loss_and_grad(X, y, l2)
-    optimizer.step(head, state, dW, db)
+    loss, grads = head.loss_and_grad(X, y, l2)
+    optimizer.step(head, state, grads)
     return loss
 
 

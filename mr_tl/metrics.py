@@ -82,12 +82,11 @@ def loss_units(log_p_true):
 
 
 def score_head(head, X, y, k=5, with_confusion=False, batch=4096):
-    """:class:`ScoreCounts` of a linear head (``W``, ``b``) on ``X``, ``y``: float64 logits, in batches."""
-    W = np.asarray(head.W, dtype=np.float64)
-    b = np.asarray(head.b, dtype=np.float64)
-    counts = ScoreCounts(confusion=np.zeros((W.shape[1],) * 2, dtype=np.int64) if with_confusion else None)
+    """:class:`ScoreCounts` of a head (mr_tl.head) on ``X``, ``y``: float64 logits, in batches."""
+    counts = ScoreCounts(confusion=np.zeros((head.n_classes,) * 2, dtype=np.int64) if with_confusion else None)
     for start in range(0, len(y), batch):
-        logits = np.asarray(X[start:start + batch], dtype=np.float64) @ W + b
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = head.logits(X[start:start + batch], dtype=np.float64)
         counts.add(ScoreCounts.of(logits, y[start:start + batch], k, with_confusion))
     return counts
 

@@ -177,9 +177,10 @@ class RunDir:
         os.replace(tmp, path)
         return path
 
-    def write_head(self, W, b, meta, normalization_arrays=None):
-        """The trained head: W, b, and the statistics of its feature normalization (if any)."""
-        arrays = {"W": W, "b": b}
+    def write_head(self, params, meta, normalization_arrays=None):
+        """The trained head: its parameters (W, b; W1, b1 with a hidden layer), and the statistics of its
+        feature normalization (if any)."""
+        arrays = dict(params)
         arrays.update(normalization_arrays or {})
         return self.write_arrays("head.npz", meta, arrays)
 
@@ -190,7 +191,7 @@ class RunDir:
 
     def load_classifier(self):
         """``(head, meta, normalizer)``: what turns a raw feature vector into class scores."""
-        from mr_tl.head import SoftmaxHead
+        from mr_tl.head import head_from_arrays
         from mr_tl.normalization import Normalizer
 
         path = self.file("head.npz")
@@ -198,7 +199,7 @@ class RunDir:
             raise RunError("%s has no head.npz: training has not finished (or use --checkpoint)" % self.path)
         try:
             meta, arrays = load_npz(path)
-            head = SoftmaxHead(arrays["W"], arrays["b"])
+            head = head_from_arrays(arrays)
             normalizer = Normalizer.from_arrays(meta.get("normalization", "none"), arrays)
         except (OSError, ValueError, KeyError) as e:
             raise RunError("%s is not a head written by mr_tl.train: %s" % (path, e)) from None

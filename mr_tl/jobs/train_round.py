@@ -29,6 +29,7 @@ from mrjob.step import MRStep
 from mr_tl import averaging
 from mr_tl.jobs.base import MRTLJob
 from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE
+from mr_tl.head import head_from_arrays
 from mr_tl.metrics import ScoreCounts
 from mr_tl.normalization import Normalizer
 from mr_tl.records import decode_arrays, encode_arrays, load_npz, parse_round_line
@@ -122,7 +123,7 @@ class MRTrainRound(MRTLJob):
 
     def mapper_init(self):
         arrays = self._state()
-        self.dim = arrays["W"].shape[0]
+        self.dim = head_from_arrays(arrays).n_features
         self.examples = TaskExamples(self.dim, self._run_arrays.get("worker_sizes"))
 
     def mapper(self, _, line):

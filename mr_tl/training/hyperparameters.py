@@ -83,6 +83,8 @@ FIELDS = (
           choices=OUTER_OPTIMIZERS),
     Field("block_momentum", _optional_float, None, "block momentum eta (default 1 - 1/workers)"),
     Field("block_lr", float, 1.0, "block learning rate zeta (default 1)"),
+    Field("hidden", int, 0, "units of a hidden ReLU layer before the softmax (default 0: softmax only, as the "
+          "reference recipe)"),
     Field("normalization", str, "none", "feature normalization fitted on the train split: none (the reference "
           "recipe), zscore, or sqrt-l2-zscore (signed square root, unit L2 rows, z-score) (default none)",
           choices=NORMALIZATIONS),
@@ -105,6 +107,7 @@ class Hyperparameters:
     outer_optimizer: str = "average"
     block_momentum: float = None   # None: 1 - 1/workers with block momentum, 0 with plain averaging
     block_lr: float = 1.0
+    hidden: int = 0
     normalization: str = "none"
 
     def __post_init__(self):
@@ -129,6 +132,8 @@ class Hyperparameters:
             problems.append("--block-momentum must be in [0, 1), found %r" % self.block_momentum)
         if not (math.isfinite(self.block_lr) and self.block_lr > 0):
             problems.append("--block-lr must be a positive number, found %r" % self.block_lr)
+        if self.hidden < 0:
+            problems.append("--hidden must be >= 0, found %d" % self.hidden)
         if self.normalization not in NORMALIZATIONS:
             problems.append("--normalization must be one of %s, found %r"
                             % (", ".join(NORMALIZATIONS), self.normalization))

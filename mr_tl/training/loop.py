@@ -26,12 +26,11 @@ import numpy as np
 from mr_tl import __version__, labels
 from mr_tl.errors import FeatureError, RunError, TrainingError, UsageError
 from mr_tl.feature_scan import check
-from mr_tl.head import SoftmaxHead
 from mr_tl.normalization import Normalizer
 from mr_tl.run import RunDir, atomic_write
 from mr_tl.training.hyperparameters import Hyperparameters
 from mr_tl.training.partition import rounds_per_epoch, schedule
-from mr_tl.training.round import RoundSpec, initial_state
+from mr_tl.training.round import RoundSpec, initial_state, param_names
 
 
 class RoundFailed(Exception):
@@ -367,7 +366,7 @@ class Trainer:
         head_meta = {"classes": self.classes, "n_features": self.dim, "round": final_round,
                      "features": self.config["features"], "training": h.to_dict(),
                      "normalization": self.normalizer.kind}
-        run.write_head(arrays["W"], arrays["b"], head_meta, self.normalizer.arrays())
+        run.write_head({name: arrays[name] for name in param_names(arrays)}, head_meta, self.normalizer.arrays())
         self.out("done in %s: %s/head.npz (round %d)" % (fmt_seconds(time.time() - started), run.path, final_round))
         return run
 
@@ -377,6 +376,3 @@ def _loss(counts):
 
     return counts["loss_units"] * LOSS_UNIT / counts["examples"] if counts["examples"] else 0.0
 
-
-def head_of(arrays):
-    return SoftmaxHead(arrays["W"], arrays["b"])

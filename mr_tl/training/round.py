@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mr_tl import averaging
-from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, run_minibatches
+from mr_tl.head import Nesterovs, epoch_order, head_from_arrays, new_head, run_minibatches
 from mr_tl.metrics import ScoreCounts, score_head
 
 
@@ -106,15 +106,20 @@ class TaskExamples:
         return (normalizer.apply(X) if normalizer is not None else X), y
 
 
+def param_names(arrays):
+    """The head's parameter names in a state: ``W``, ``b`` (and ``W1``, ``b1`` with a hidden layer)."""
+    return [name for name in ("W1", "b1", "W", "b") if name in arrays]
+
+
 def start_point(arrays):
-    """Where workers start: the block-momentum look-ahead if there is one, else W, b."""
-    W = arrays.get("start_W", arrays["W"])
-    b = arrays.get("start_b", arrays["b"])
-    return SoftmaxHead(W.copy(), b.copy()), {"vW": arrays["vW"].copy(), "vb": arrays["vb"].copy()}
+    """Where workers start: the block-momentum look-ahead if there is one, else the parameters."""
+    names = param_names(arrays)
+    head = head_from_arrays({name: arrays.get("start_" + name, arrays[name]).copy() for name in names})
+    return head, {"v" + name: arrays["v" + name].copy() for name in names}
 
 
 def worker_round(arrays, X, y, worker, hyper, spec):
-    """Local SGD of one worker: ``(examples, {W, b, vW, vb}, losses)``.
+    """Local SGD of one worker: ``(examples, {parameters and velocities}, losses)``.
 
     ``X``, ``y`` are the worker's examples in id order; the worker visits
     them in the order drawn from ``(seed, epoch, worker)``.
@@ -134,7 +139,9 @@ def worker_round(arrays, X, y, worker, hyper, spec):
                                                          n_batches, hyper.batch_size, hyper.l2)
             losses += pass_losses
             examples += pass_examples
-    return examples, {"W": head.W, "b": head.b, "vW": velocity["vW"], "vb": velocity["vb"]}, losses
+    values = dict(head.params())
+    values.update(velocity)
+    return examples, values, losses
 
 
 @dataclass
@@ -152,7 +159,7 @@ def run_task(arrays, workers, val, hyper, spec):
     normalized; ``val``: ``(X, y)`` of its validation examples (or None when not scoring).
     """
     result = TaskResult()
-    head = SoftmaxHead(arrays["W"], arrays["b"])
+    head = head_from_arrays(arrays)
     if spec.score:
         result.scores = {"val": ScoreCounts(), "train": ScoreCounts()}
         if val is not None:
@@ -194,7 +201,7 @@ def finish_round(contributions, scores, arrays, hyper, spec, worker_sizes=None):
     if spec.train:
         contributions = list(contributions)
         if worker_sizes is not None:
-            shapes = {name: arrays[name].shape for name in ("W", "b", "vW", "vb")}
+            shapes = {name: arrays[name].shape for n in param_names(arrays) for name in (n, "v" + n)}
             contributions += [averaging.empty_leaf(w, shapes) for w, n in enumerate(worker_sizes) if not n]
         merged = averaging.merge(contributions, hyper.workers)
         if len(merged) != 1:
@@ -203,7 +210,7 @@ def finish_round(contributions, scores, arrays, hyper, spec, worker_sizes=None):
         root = merged[0]
         mean = averaging.mean_of(root, hyper.workers)
         outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr,
-                                         hyper.workers)
+                                         hyper.workers, param_names(arrays))
         new_arrays, outer_arrays = outer.apply(mean, arrays)
         new_arrays.update(outer_arrays)
         meta = {"examples": root.examples, "losses": {str(w): l for w, l in sorted(root.losses.items())}}
@@ -214,9 +221,11 @@ def finish_round(contributions, scores, arrays, hyper, spec, worker_sizes=None):
 
 def initial_state(n_features, n_classes, hyper):
     """Round 0: Xavier-initialised head, zero velocity, the outer optimizer's state."""
-    head = SoftmaxHead.xavier(n_features, n_classes, hyper.seed)
-    arrays = {"W": head.W, "b": head.b, "vW": np.zeros_like(head.W), "vb": np.zeros_like(head.b)}
-    outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr, hyper.workers)
+    head = new_head(n_features, n_classes, hyper.seed, hyper.hidden)
+    arrays = dict(head.params())
+    arrays.update(Nesterovs(hyper.lr, hyper.momentum).init_state(head))
+    outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr, hyper.workers,
+                                     head.PARAMS)
     arrays.update(outer.initial_state(arrays))
     return arrays
 

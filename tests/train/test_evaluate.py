@@ -53,7 +53,7 @@ def eval_case(tmp_path_factory, write_features_fn):
     W = centres.T.astype(np.float32)
     b = (-0.5 * np.sum(centres ** 2, axis=1)).astype(np.float32)
     b[NEVER] -= 1e3
-    run.write_head(W, b, {"classes": CLASSES})
+    run.write_head({"W": W, "b": b}, {"classes": CLASSES})
 
     keep = [i for i in perm if splits[i] == "test"]
     X_test = np.asarray(rows, dtype=np.float32)[keep]

@@ -128,7 +128,7 @@ def test_predict_text_output(vgg_case, demo_images, run_module):
 def test_export_refuses_a_head_of_another_dimension(tiny_vgg16_fc2, run_module, tmp_path):
     run = RunDir(str(tmp_path / "run"))
     run.write_json("labels.json", {"format": "mr_tl.labels/1", "classes": ["a", "b", "c", "d"]})
-    run.write_head(np.zeros((31, 4), dtype=np.float32), np.zeros(4, dtype=np.float32), {})
+    run.write_head({"W": np.zeros((31, 4), dtype=np.float32), "b": np.zeros(4, dtype=np.float32)}, {})
     out = tmp_path / "classifier.onnx"
     result = run_module("mr_tl.export", "--trunk", tiny_vgg16_fc2, "--run", run.path, "-o", out)
     assert result.returncode == 2
@@ -145,3 +145,32 @@ def test_export_of_an_unfinished_run_is_refused(tiny_vgg16_fc2, run_module, tmp_
     assert result.returncode == 2
     assert "has no head.npz" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("options", [("--normalization", "sqrt-l2-zscore"), ("--hidden", "16"),
+                                     ("--hidden", "16", "--normalization", "zscore")])
+def test_normalization_and_hidden_layer_are_folded_into_the_export(options, tiny_vgg16_fc2, packed_demo, run_module,
+                                                                    train_cli, read_packed, tmp_path):
+    """The exported classifier gives the run's head (normalization and hidden layer included) on the trunk's
+    features, so predict needs nothing else."""
+    import onnxruntime as ort
+
+    features = str(tmp_path / "features")
+    assert run_module("mr_tl.featurize", "-r", "inline", "-q", "--model", tiny_vgg16_fc2, packed_demo,
+                      "-o", features).returncode == 0
+    run = str(tmp_path / "run")
+    result = train_cli("-r", "inline", features, "-o", run, "--workers", 1, "--epochs", 3, "--lr", 0.01, *options)
+    assert result.code == 0, result.err
+    classifier = str(tmp_path / "classifier.onnx")
+    assert run_module("mr_tl.export", "--trunk", tiny_vgg16_fc2, "--run", run, "-o", classifier).returncode == 0
+    images = [p.data for p in read_packed(packed_demo)]
+    featurizer = Featurizer(tiny_vgg16_fc2)
+    X = featurizer(np.stack([preprocess(data, featurizer.spec) for data in images]))
+    head, _, normalizer = RunDir(run).load_classifier()
+    assert normalizer.kind == dict(zip(options[::2], options[1::2])).get("--normalization", "none")
+    expected = head.predict_proba(normalizer.apply(X))
+    spec = load_model_spec(classifier)
+    session = ort.InferenceSession(classifier, providers=["CPUExecutionProvider"])
+    (probabilities,) = session.run(["probabilities"], {spec.input_name: np.stack([preprocess(d, spec) for d in images])})
+    np.testing.assert_allclose(probabilities, expected, atol=2e-5)
+    assert np.any((expected > 0.01) & (expected < 0.99))

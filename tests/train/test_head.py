@@ -82,7 +82,7 @@ def test_step_updates_weights_and_bias_with_their_own_velocities():
     assert state["vW"].shape == (2, 3) and state["vb"].shape == (3,)
     dW = np.full((2, 3), 2.0, dtype=F32)
     db = np.array([1.0, 0.0, -1.0], dtype=F32)
-    opt.step(head, state, dW, db)
+    opt.step(head, state, {"W": dW, "b": db})
     # first step from v = 0: v = -lr*g, params -= -(1+mu)*v = -(1.5 * 0.1 * g)
     np.testing.assert_array_max_ulp(head.W, np.full((2, 3), 1.0 - 0.3, dtype=F32), maxulp=2)
     np.testing.assert_array_max_ulp(head.b, np.array([-0.15, 0.0, 0.15], dtype=F32), maxulp=2)
@@ -111,7 +111,8 @@ def test_loss_and_gradient_finite_for_huge_logits():
     X = np.array([[1e4], [-1e4]], dtype=F32)
     y = np.array([1, 1])
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        loss, dW, db = head.loss_and_grad(X, y)
+        loss, grads = head.loss_and_grad(X, y)
+        dW, db = grads["W"], grads["b"]
         p = head.predict_proba(X)
     assert np.isfinite(loss) and np.all(np.isfinite(dW)) and np.all(np.isfinite(db)) and np.all(np.isfinite(p))
     # logits: row 0 [1e4, -1e4, 0] -> -log p[1] = 2e4; row 1 [-1e4, 1e4, 0] -> -log p[1] = 0
@@ -138,7 +139,8 @@ def test_analytic_gradient_matches_finite_differences(l2):
     X = g.normal(0, 1.0, (n, d)).astype(F32)
     y = g.integers(0, c, n)
     head = SoftmaxHead(W, b)
-    loss, dW, db = head.loss_and_grad(X, y, l2)
+    loss, grads = head.loss_and_grad(X, y, l2)
+    dW, db = grads["W"], grads["b"]
     assert dW.dtype == F32 and db.dtype == F32 and dW.shape == (d, c) and db.shape == (c,)
 
     W64, b64, X64 = W.astype(np.float64), b.astype(np.float64), X.astype(np.float64)
@@ -261,3 +263,56 @@ def test_run_minibatches_covers_the_order_and_stops_at_the_end():
     # and past the end nothing at all
     losses3, examples3 = run_minibatches(head2, opt.init_state(head2), opt, X, y, order, 3, 5, 4)
     assert (losses3, examples3) == ([], 0)
+
+
+# -- the hidden layer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_hidden_layer_gradient_matches_finite_differences(l2):
+    from mr_tl.head import MLPHead
+
+    g = np.random.default_rng(5)
+    n, d, h, c = 7, 4, 6, 3
+    head = MLPHead(g.normal(0, 0.7, (d, h)), g.normal(0, 0.3, h), g.normal(0, 0.7, (h, c)), g.normal(0, 0.3, c))
+    X = g.normal(0, 1.0, (n, d)).astype(F32)
+    y = g.integers(0, c, n)
+    loss, grads = head.loss_and_grad(X, y, l2)
+    assert sorted(grads) == ["W", "W1", "b", "b1"] and all(v.dtype == F32 for v in grads.values())
+    params64 = {k: v.astype(np.float64) for k, v in head.params().items()}
+
+    def f(params):
+        copy = MLPHead(params["W1"], params["b1"], params["W"], params["b"])
+        for k, v in params.items():   # keep float64 (the constructor stores float32)
+            setattr(copy, k, v)
+        return copy.loss_and_grad(X.astype(np.float64), y, l2)[0]
+
+    assert loss == pytest.approx(f(params64), rel=1e-5)
+    eps = 1e-6
+    for name, value in params64.items():
+        numeric = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            plus, minus = dict(params64), dict(params64)
+            plus[name], minus[name] = value.copy(), value.copy()
+            plus[name][index] += eps
+            minus[name][index] -= eps
+            numeric[index] = (f(plus) - f(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_a_hidden_layer_head_learns_what_a_linear_one_cannot():
+    """XOR of two features: no linear head separates it, one hidden layer does."""
+    from mr_tl.head import new_head
+
+    g = np.random.default_rng(0)
+    X = g.uniform(-1, 1, (400, 2)).astype(F32)
+    y = ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(np.int64)
+    accuracy = {}
+    for hidden in (0, 16):
+        head = new_head(2, 2, seed=1, hidden=hidden)
+        opt = Nesterovs(lr=0.1, momentum=0.8)
+        state = opt.init_state(head)
+        for epoch in range(60):
+            run_minibatches(head, state, opt, X, y, epoch_order(len(y), 1, epoch, 0), 0, 13, 32)
+        accuracy[hidden] = float(np.mean(head.predict(X) == y))
+    assert accuracy[0] < 0.7 and accuracy[16] > 0.9, accuracy

@@ -91,8 +91,9 @@ def assert_plain_sgd_fidelity(train_cli, features_dir, run_dir, lr=0.05, momentu
         losses = []
         for k in range(-(-n // batch_size)):
             idx = order[k * batch_size:(k + 1) * batch_size]
-            loss, dW, db = head.loss_and_grad(X[idx], y[idx], l2)
-            opt.step(head, state, dW, db)
+            loss, grads = head.loss_and_grad(X[idx], y[idx], l2)
+            dW, db = grads["W"], grads["b"]
+            opt.step(head, state, {"W": dW, "b": db})
             losses.append(loss)
         meta, arrays = checkpoint(run_dir, epoch + 1)
         mine = {"W": head.W, "b": head.b, "vW": state["vW"], "vb": state["vb"]}
@@ -572,3 +573,19 @@ def test_averaging_every_two_epochs(synth, train_cli, tmp_path, all_bytes):
     assert train_cli("-r", "inline", synth.path, "-o", tmp_path / "inline", *args).code == 0
     assert checkpoint_files(all_bytes, tmp_path / "local") == checkpoint_files(all_bytes, tmp_path / "inline")
     assert [m["epoch"] for m in metrics(tmp_path / "local")] == [2, 3]
+
+
+def test_a_hidden_layer_trains_the_same_in_jobs_and_in_process_and_exports(synth, train_cli, tmp_path, all_bytes,
+                                                                           tiny_vgg16_fc2):
+    args = ("--workers", 2, "--epochs", 2, "--hidden", 8, "--lr", 0.05, "--outer-optimizer", "block-momentum",
+            "--normalization", "zscore", "--validate-every", 1)
+    assert train_cli("-r", "local", synth.path, "-o", tmp_path / "local", *args).code == 0
+    assert train_cli("-r", "inline", synth.path, "-o", tmp_path / "inline", *args).code == 0
+    assert checkpoint_files(all_bytes, tmp_path / "local") == checkpoint_files(all_bytes, tmp_path / "inline")
+    head, meta, normalizer = RunDir(str(tmp_path / "local")).load_classifier()
+    assert head.hidden == 8 and meta["training"]["hidden"] == 8
+    _, arrays = checkpoint(tmp_path / "local", 2)
+    assert {"W1", "b1", "vW1", "vb1", "start_W1", "G_W1"} <= set(arrays)
+    _, X_val, y_val = synth.split("val")
+    assert [m["val_accuracy"] for m in metrics(tmp_path / "local")][-1] == pytest.approx(
+        float(np.mean(head.predict(normalizer.apply(X_val)) == y_val)))
