@@ -76,14 +76,16 @@ class MapReduceRunner(RoundRunner):
 
     # -- running jobs ----------------------------------------------------------------------
 
-    def _job(self, job_class, args, output_dir=None):
+    def _feature_job(self, job_class, args, output_dir=None):
+        """A job over the features (scan, partition): the runner's options, the inputs' format and files.
+        The driver listed the inputs itself: no existence check per file (on Hadoop each would be a
+        ``hadoop fs -ls``, a JVM start)."""
         extra = ["--output-dir", output_dir] if output_dir else []
         return job_class(args=self.runner_args + ["--no-check-input-paths", "--input-format", self.input_format]
-                         + extra + list(args) + self.files if job_class is not MRTrainRound else
-                         self.runner_args + ["--no-check-input-paths"] + extra + list(args))
+                         + extra + list(args) + self.files)
 
     def scan(self, hyper, n_classes, dim):
-        job = self._job(MRScanFeatures, ["--seed", str(hyper.seed), "--workers", str(hyper.workers),
+        job = self._feature_job(MRScanFeatures, ["--seed", str(hyper.seed), "--workers", str(hyper.workers),
                                          "--normalization", hyper.normalization, "--classes", str(n_classes),
                                          "--dim", str(dim)])
         with job.make_runner() as runner:
@@ -114,7 +116,7 @@ class MapReduceRunner(RoundRunner):
                 self.out("reusing the worker files in %s" % folder)
                 return
         storage.remove(self.fs, folder)
-        job = self._job(MRPartition, ["--seed", str(hyper.seed), "--workers", str(hyper.workers),
+        job = self._feature_job(MRPartition, ["--seed", str(hyper.seed), "--workers", str(hyper.workers),
                                       "--tasks", str(tasks)], output_dir=folder)
         with job.make_runner() as runner:
             try:
@@ -148,7 +150,7 @@ class MapReduceRunner(RoundRunner):
             args.append("--score")
         if not spec.train:
             args.append("--no-train")
-        job = self._job(MRTrainRound, args + self.worker_files)
+        job = MRTrainRound(args=self.runner_args + ["--no-check-input-paths"] + args + self.worker_files)
         with job.make_runner() as runner:
             try:
                 runner.run()
