@@ -25,8 +25,8 @@ from mrjob.protocol import RawProtocol, RawValueProtocol
 from mr_tl import feature_store
 from mr_tl.errors import FeatureError, InputError, JobFailed, MrTlError, RecordError
 from mr_tl.evaluation import format_report, write_report
-from mr_tl.jobs.compat import add_to_command_line
-from mr_tl.jobs.feature_input import FeatureInputJob
+from mr_tl.jobs.compat import add_to_command_line, runner_alias
+from mr_tl.jobs.feature_input import FeatureInputJob, check_runner_reads
 from mr_tl.metrics import ScoreCounts, score_head
 from mr_tl.records import SPLITS, decode_arrays, decode_vector, encode_arrays, feature_line_head
 from mr_tl.run import RunDir
@@ -206,6 +206,7 @@ class MREvaluate(FeatureInputJob):
         if features.expected()[0][o.split] == 0:
             raise InputError("the %s split has no featurized examples in these features" % o.split)
         self.features = features
+        check_runner_reads(runner_alias(self), features.data_format)
         o.input_format = features.data_format
         o.args = features.files
         add_to_command_line(self, ["--input-format", o.input_format])

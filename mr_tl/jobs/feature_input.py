@@ -16,6 +16,16 @@ from mr_tl.jobs.base import MRTLJob
 INPUT_FORMATS = ("text", "parquet")
 
 
+def check_runner_reads(runner_alias, input_format):
+    """InputError if that runner cannot read features of that format (mrjob's Spark runner cannot hand
+    a task a whole file, which Parquet needs)."""
+    from mr_tl.errors import InputError
+
+    if input_format == "parquet" and runner_alias == "spark":
+        raise InputError("-r spark cannot read Parquet features (mrjob's Spark runner has no whole-file input); "
+                         "convert them with python -m mr_tl.parquet --to-text, or use -r hadoop")
+
+
 class FeatureInputJob(MRTLJob):
     """Base of jobs whose input is a feature set; subclasses implement :meth:`map_feature_line`."""
 

@@ -26,6 +26,7 @@ from mr_tl import feature_store, storage
 from mr_tl.digest import MultisetHash
 from mr_tl.errors import JobFailed
 from mr_tl.jobs.base import runner_hadoop_bin, summed_counters
+from mr_tl.jobs.feature_input import check_runner_reads
 from mr_tl.jobs.partition import COUNTERS as PARTITION_COUNTERS
 from mr_tl.jobs.partition import MRPartition
 from mr_tl.jobs.scan import MRScanFeatures, parse_output
@@ -49,6 +50,7 @@ class MapReduceRunner(RoundRunner):
         self.out = out
         self.features = feature_store.open_inputs(self.fs, self.inputs)
         self.input_format = self.features.data_format
+        check_runner_reads(self.name, self.input_format)
         self.files = self.features.files
         self._tmp = tempfile.mkdtemp(prefix="mr_tl-rounds-")
 

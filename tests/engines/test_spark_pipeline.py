@@ -63,13 +63,16 @@ HERE = Path(__file__).resolve().parent
 PROBE = HERE / 'mr_spark_probe.py'
 PYTHON = spark_harness.TASK_PYTHON
 
-# 16 examples per worker: 2 minibatches of 8 per epoch, one per round
+# ~16 examples per worker: 2 minibatches of 8 per epoch, one per round
 TRAIN_ARGS = ['--workers', '2', '--epochs', '2', '--batch-size', '8', '--averaging-frequency', '1',
               '--validate-every', '1']
-TRAIN_ROUNDS = 4
 # 4 workers in 2 map tasks: the combiner sums sibling workers
 COMBINER_TRAIN_ARGS = ['--workers', '4', '--tasks', '2', '--epochs', '1']
-COMBINER_ROUNDS = 1
+
+
+def rounds_of(run):
+    """Rounds of a run, from its config (worker sizes follow a hash of each id)."""
+    return json.loads((Path(run) / 'config.json').read_text())['rounds']
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -181,7 +184,8 @@ def test_features_equal_the_local_runners(spark, reference):
     assert got_lines == expected_lines  # byte-identical records (the same batches of 8 per map task)
     assert summary_counts((spark['features'] / '_summary.json').read_text()) == \
         summary_counts((reference['features'] / '_summary.json').read_text())
-    assert summary_counts((spark['features'] / '_summary.json').read_text())['featurized'] == 48
+    records = summary_counts((spark['features'] / '_summary.json').read_text())['records']
+    assert sum(records['featurized'].values()) == 48
     assert (spark['features'] / '_labels.json').read_text() == (reference['features'] / '_labels.json').read_text()
     assert (spark['features'] / '_SUCCESS').exists()  # Spark's output committer
 
@@ -189,13 +193,13 @@ def test_features_equal_the_local_runners(spark, reference):
 def test_checkpoints_are_byte_identical(spark, reference):
     run, ref = spark['run'], reference['run']
     got = checkpoint_files(run)
-    assert sorted(got) == expected_checkpoints(TRAIN_ROUNDS)
+    assert sorted(got) == expected_checkpoints(rounds_of(ref)) and rounds_of(ref) >= 3
     assert got == checkpoint_files(ref)
     assert metrics_without_timings(run) == metrics_without_timings(ref)
     head, ref_head = head_of(run), head_of(ref)
     assert all(np.array_equal(head[k], ref_head[k]) for k in ('W', 'b'))
     assert json.loads((run / 'config.json').read_text())['runner'] == 'spark'
-    assert spark['train_out'].count('round ') >= TRAIN_ROUNDS
+    assert spark['train_out'].count('round ') >= rounds_of(ref)
 
 
 def test_combiner_rounds_are_byte_identical(spark, reference):
@@ -203,11 +207,15 @@ def test_combiner_rounds_are_byte_identical(spark, reference):
     pairwise, within and across partitions; the result is still the local runner's."""
     run, ref = spark['run4'], reference['run4']
     got = checkpoint_files(run)
-    assert sorted(got) == expected_checkpoints(COMBINER_ROUNDS)
+    assert sorted(got) == expected_checkpoints(rounds_of(ref))
     assert got == checkpoint_files(ref)
     config = json.loads((run / 'config.json').read_text())
     assert config['tasks'] == 2 and config['training']['workers'] == 4
-    assert sorted(os.listdir(run / 'data')) == ['task-00000.gz', 'task-00001.gz']
+    # the partition job's reducers wrote the worker files: gzip, one per round task
+    workers = run / 'data' / 'workers'
+    names = json.loads((workers / '_partition.json').read_text())['files']
+    assert names and all(n.startswith('part-') and n.endswith('.gz') for n in names)
+    assert set(names) <= set(os.listdir(workers))
 
 
 def test_evaluation_and_predictions_equal(spark, reference):
@@ -220,8 +228,10 @@ def test_evaluation_and_predictions_equal(spark, reference):
 
 def test_every_job_ran_as_applications_of_the_cluster(spark, spark_cluster):
     apps = spark['apps']
-    # featurize, one application per training round (two trainings), evaluate
-    assert len(apps) == 1 + TRAIN_ROUNDS + COMBINER_ROUNDS + 1, apps
+    # featurize and the scan of its output; per training: the scan, the partition, one application per
+    # round, and for the validated run the last validation; evaluate
+    rounds = rounds_of(spark['run']), rounds_of(spark['run4'])
+    assert len(apps) == 2 + (2 + rounds[0] + 1) + (2 + rounds[1]) + 1, apps
     assert [a['state'] for a in apps] == ['FINISHED'] * len(apps)
     for app in apps:
         assert app['cores'] == spark_cluster.cores
