@@ -23,8 +23,9 @@ import numpy as np
 from mrjob.protocol import RawProtocol, RawValueProtocol
 
 from mr_tl import feature_store
-from mr_tl.errors import FeatureError, InputError, JobFailed, MrTlError, RecordError
-from mr_tl.evaluation import format_report, write_report
+from mr_tl.digest import MultisetHash
+from mr_tl.errors import FeatureError, InputError, JobFailed, MrTlError, OutputExists, RecordError
+from mr_tl.evaluation import evaluation_dir, format_report, write_report
 from mr_tl.jobs.compat import add_to_command_line
 from mr_tl.jobs.feature_input import FeatureInputJob
 from mr_tl.metrics import ScoreCounts, score_head
@@ -76,6 +77,8 @@ class MREvaluate(FeatureInputJob):
         self.add_passthru_arg("--split", default="test", choices=SPLITS, help="split to score (default test)")
         self.add_passthru_arg("--top-k", type=int, default=5, help="k of top-k accuracy (default 5)")
         self.add_passthru_arg("--run", help="the training run directory")
+        self.add_passthru_arg("--overwrite", action="store_true",
+                              help="replace an existing evaluation of the split (RUN_DIR/evaluation/SPLIT)")
 
     def steps(self):
         return [self.feature_step(mapper_init=self.mapper_init, mapper_final=self.mapper_final,
@@ -205,6 +208,10 @@ class MREvaluate(FeatureInputJob):
         check_same_maker(head_meta, features, o.args)
         if features.expected()[0][o.split] == 0:
             raise InputError("the %s split has no featurized examples in these features" % o.split)
+        out = evaluation_dir(o.run, o.split)
+        if os.path.lexists(out) and not o.overwrite:
+            raise OutputExists("%s already holds an evaluation of the %s split (use --overwrite to replace it)"
+                               % (out, o.split))
         self.features = features
         o.input_format = features.data_format
         o.args = features.files

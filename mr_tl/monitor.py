@@ -172,6 +172,8 @@ def read_evaluation(run_path):
     except OSError:
         return out
     for split in splits:
+        if split.startswith("."):   # an evaluation still being written (mr_tl.evaluation.write_report)
+            continue
         folder = os.path.join(root, split)
         metrics = _read_json_file(os.path.join(folder, "metrics.json"))
         if not isinstance(metrics, dict):

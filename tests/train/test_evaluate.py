@@ -89,7 +89,9 @@ def check_against_sklearn(result, run_dir, X, y, k=5):
 @pytest.mark.parametrize("runner", ["inline", "local"])
 def test_evaluate_matches_sklearn(runner, eval_case, run_module):
     run = eval_case["run"]
-    result = run_module("mr_tl.evaluate", "-r", runner, "-q", "--run", run, eval_case["features"], "--split", "test")
+    # --overwrite: the other runner's evaluation of the same run is replaced
+    result = run_module("mr_tl.evaluate", "-r", runner, "-q", "--run", run, eval_case["features"], "--split", "test",
+                        "--overwrite")
     assert result.returncode == 0, result.stderr
     out_dir = os.path.join(run, "evaluation", "test")
     with open(os.path.join(out_dir, "metrics.json")) as f:
