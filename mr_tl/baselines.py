@@ -18,6 +18,9 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
+from mr_tl import labels
+from mr_tl.cli import run_command
+from mr_tl.errors import InputError
 from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, run_minibatches
 from mr_tl.images import ImageRejected, probe
 from mr_tl.records import PackedImage
@@ -76,11 +79,14 @@ def main(argv=None):
     p.add_argument("packed_dir", help="output folder of python -m mr_tl.pack")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    with open(os.path.join(args.packed_dir, "labels.json"), encoding="utf-8") as f:
-        n_classes = len(json.load(f)["classes"])
+    run_command(baselines, args)
+
+
+def baselines(args):
+    n_classes = len(labels.read(os.path.join(args.packed_dir, "labels.json")))
     splits = raw_pixels(args.packed_dir)
     if "test" not in splits or "train" not in splits:
-        sys.exit("error: the pack needs train and test images")
+        raise InputError("the pack needs train and test images")
     result = {"majority_accuracy": majority_accuracy(splits["train"][1], splits["test"][1])}
     result["raw_pixel_accuracy"], result["raw_pixel_lr"] = raw_pixel_accuracy(splits, n_classes)
     if args.json:

@@ -17,11 +17,14 @@ import argparse
 import io
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mr_tl.cli import run_command
+from mr_tl.errors import OutputExists
 from mr_tl.seeding import rng
 
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "stripes", "checkerboard", "dots",
@@ -151,11 +154,23 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
     p.add_argument("--size", type=int, default=160, help="image side in pixels (default 160)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR (all of it) if it exists")
     p.add_argument("--hard", action="store_true",
                    help="small low-contrast objects among random strokes (a harder task, for benchmarks)")
     args = p.parse_args(argv)
     if not 1 <= args.classes <= len(CLASSES):
         p.error("--classes must be between 1 and %d" % len(CLASSES))
+    run_command(_generate_command, args)
+
+
+def _generate_command(args):
+    if os.path.lexists(args.out_dir) and (not os.path.isdir(args.out_dir) or os.listdir(args.out_dir)):
+        if not args.overwrite:
+            raise OutputExists("%s already exists (use --overwrite to replace it, or choose another folder)"
+                               % args.out_dir)
+        if not os.path.isdir(args.out_dir) or os.path.islink(args.out_dir):
+            raise OutputExists("%s exists and is not a folder: not replaced" % args.out_dir)
+        shutil.rmtree(args.out_dir)
     n = generate(args.out_dir, CLASSES[:args.classes], args.per_class, args.seed, args.size, args.hard)
     print("wrote %d images of %d classes to %s" % (n, args.classes, args.out_dir))
 

@@ -1,7 +1,9 @@
 """Every error mr_tl reports to a user, in one place.
 
 Each command prints such an error as one line, ``error: <message>``, and
-exits with the error's ``exit_code`` (see :func:`mr_tl.cli.main_wrapper`):
+exits with the error's ``exit_code`` (see :func:`mr_tl.cli.run_command`, the
+one path every command's errors take; it also turns Ctrl-C into exit 130, a
+closed pipe into exit 141 and a full disk into exit 1):
 
 * 2 -- the request cannot be carried out as asked (bad flags, bad or
   incomplete inputs, a model that does not match its sidecar, a run

@@ -15,6 +15,13 @@ the features' summary), then reports accuracy, macro precision / recall / F1
 (as scikit-learn's ``average="macro"``), top-k accuracy and a per-class
 table, and writes ``RUN_DIR/evaluation/SPLIT/{metrics.json, per_class.csv,
 confusion.csv}`` (and ``confusion.png`` with the plots extra).
+
+The mappers also count every record of every split and add every line to a
+:class:`~mr_tl.digest.MultisetHash` (no vector of another split is decoded),
+so the features are checked against their ``_summary.json`` as a whole: a
+part file removed, cut at a line boundary or edited is refused, whichever
+split it held.  An existing evaluation of the split is not replaced unless
+``--overwrite`` is given; the new one is written in full or not at all.
 """
 
 import os
@@ -23,8 +30,9 @@ import numpy as np
 from mrjob.protocol import RawProtocol, RawValueProtocol
 
 from mr_tl import feature_store
-from mr_tl.errors import FeatureError, InputError, JobFailed, MrTlError, RecordError
-from mr_tl.evaluation import format_report, write_report
+from mr_tl.digest import MultisetHash
+from mr_tl.errors import FeatureError, InputError, JobFailed, MrTlError, OutputExists, RecordError
+from mr_tl.evaluation import evaluation_dir, format_report, write_report
 from mr_tl.jobs.compat import add_to_command_line, runner_alias
 from mr_tl.jobs.feature_input import FeatureInputJob, check_runner_reads
 from mr_tl.metrics import ScoreCounts, score_head
@@ -56,6 +64,13 @@ def check_same_maker(head_meta, features, where):
                                  % (folder.path, what, key, model.get(key), trained_on.get(key)))
 
 
+class RecordCount:
+    """What the mappers counted of all the records (for FeatureInputs.verify)."""
+
+    def __init__(self, featurized, rejected, digest):
+        self.featurized, self.total_rejected, self.digest = featurized, rejected, digest
+
+
 class MREvaluate(FeatureInputJob):
     """Feature records -> summed evaluation counts.
 
@@ -76,6 +91,8 @@ class MREvaluate(FeatureInputJob):
         self.add_passthru_arg("--split", default="test", choices=SPLITS, help="split to score (default test)")
         self.add_passthru_arg("--top-k", type=int, default=5, help="k of top-k accuracy (default 5)")
         self.add_passthru_arg("--run", help="the training run directory")
+        self.add_passthru_arg("--overwrite", action="store_true",
+                              help="replace an existing evaluation of the split (RUN_DIR/evaluation/SPLIT)")
 
     def steps(self):
         return [self.feature_step(mapper_init=self.mapper_init, mapper_final=self.mapper_final,
@@ -93,7 +110,9 @@ class MREvaluate(FeatureInputJob):
         self.normalizer = Normalizer.from_arrays(meta.get("normalization", "none"), arrays)
         n = self.head.n_classes
         self.counts = ScoreCounts(confusion=np.zeros((n, n), dtype=np.int64))
-        self.meta = {"rejected": 0}
+        # every record of every split, for the check against the features' summary
+        self.meta = {"rejected": 0, "records": {s: 0 for s in SPLITS}, "records_rejected": 0}
+        self.digest = MultisetHash()
         for name in PROBLEMS:
             self.meta[name], self.meta[name + "_example"] = 0, None
         self.rows, self.labels = [], []
@@ -113,6 +132,11 @@ class MREvaluate(FeatureInputJob):
         """Input: one feature record line. Output: nothing until mapper_final."""
         try:
             head = feature_line_head(line)
+            self.digest.add(line)
+            if head.kind == "R":
+                self.meta["records_rejected"] += 1
+            else:
+                self.meta["records"][head.split] += 1
             if head.split != self.options.split:
                 return          # other splits are dropped before their vectors are decoded
             if head.kind == "R":
@@ -136,7 +160,8 @@ class MREvaluate(FeatureInputJob):
         """Output: ``counts``, the task's totals."""
         self._score_pending()
         self.increment_counter("mr_tl", "examples scored", self.counts.examples)
-        yield "counts", encode_arrays(dict(self.meta, scores=self.counts.to_meta()), {"cm": self.counts.confusion})
+        yield "counts", encode_arrays(dict(self.meta, scores=self.counts.to_meta(), digest=self.digest.lanes),
+                                      {"cm": self.counts.confusion})
 
     def _sum(self, lines):
         total, counts = None, ScoreCounts()
@@ -147,6 +172,10 @@ class MREvaluate(FeatureInputJob):
                 total = {k: v for k, v in meta.items() if k != "scores"}
                 continue
             total["rejected"] += meta["rejected"]
+            total["records_rejected"] += meta["records_rejected"]
+            for s in SPLITS:
+                total["records"][s] += meta["records"][s]
+            total["digest"] = MultisetHash(total["digest"]).update(MultisetHash(meta["digest"])).lanes
             for name in PROBLEMS:
                 total[name] += meta[name]
                 total[name + "_example"] = _min(total[name + "_example"], meta[name + "_example"])
@@ -205,6 +234,10 @@ class MREvaluate(FeatureInputJob):
         check_same_maker(head_meta, features, o.args)
         if features.expected()[0][o.split] == 0:
             raise InputError("the %s split has no featurized examples in these features" % o.split)
+        out = evaluation_dir(o.run, o.split)
+        if os.path.lexists(out) and not o.overwrite:
+            raise OutputExists("%s already holds an evaluation of the %s split (use --overwrite to replace it)"
+                               % (out, o.split))
         self.features = features
         check_runner_reads(runner_alias(self), features.data_format)
         o.input_format = features.data_format
@@ -227,6 +260,8 @@ class MREvaluate(FeatureInputJob):
                     if meta[name]]
         if problems:
             raise FeatureError("the %s split cannot be scored: %s" % (split, "; ".join(problems)))
+        # the features as a whole, against their summary (nothing missing, cut or changed in any split)
+        self.features.verify(RecordCount(meta["records"], meta["records_rejected"], MultisetHash(meta["digest"])))
         expected, _, _ = self.features.expected()
         if counts.examples != expected[split]:
             raise FeatureError("scored %d examples of the %s split, but the features' summary lists %d: a part "

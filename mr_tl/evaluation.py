@@ -4,13 +4,33 @@ import csv
 import io
 import json
 import os
+import shutil
+import tempfile
 
 from mr_tl.metrics import per_class
+from mr_tl.run import replace_dir
+
+
+def evaluation_dir(run_dir, split):
+    return os.path.join(run_dir, "evaluation", split)
 
 
 def write_report(run_dir, split, result, cm, classes):
-    out_dir = os.path.join(run_dir, "evaluation", split)
-    os.makedirs(out_dir, exist_ok=True)
+    """Write the evaluation of ``split`` into RUN_DIR/evaluation/SPLIT, all of it or nothing: the files
+    are written into a hidden folder beside it, which then replaces the folder (an older evaluation of
+    the split only once the new one is complete)."""
+    final = evaluation_dir(run_dir, split)
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    out_dir = tempfile.mkdtemp(dir=os.path.dirname(final), prefix=".%s-" % split)
+    try:
+        _write_files(out_dir, result, cm, classes)
+        replace_dir(out_dir, final)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return final
+
+
+def _write_files(out_dir, result, cm, classes):
     with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, sort_keys=True)
         f.write("\n")

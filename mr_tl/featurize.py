@@ -46,7 +46,7 @@ from mrjob.step import StepFailedException
 
 from mr_tl import feature_store, labels, storage
 from mr_tl.digest import MultisetHash
-from mr_tl.errors import InputError, JobFailed, ModelError, RecordError
+from mr_tl.errors import InputError, JobFailed, ModelError, OutputExists, RecordError
 from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
 from mr_tl.jobs.base import MRTLJob, summed_counters
@@ -179,10 +179,7 @@ class MRFeaturize(MRTLJob):
             raise InputError("give at least one packed input (a pack output folder or its .tsv shards)")
         if o.batch_size < 1:
             raise InputError("--batch-size must be at least 1, found %d" % o.batch_size)
-        local_out = o.output_dir[len("file://"):] if o.output_dir.startswith("file://") else o.output_dir
-        if not storage.is_uri(local_out) and os.path.exists(local_out) and os.listdir(local_out):
-            # mrjob's local runners would overwrite it without a word (Hadoop refuses too)
-            raise InputError("output folder %s already exists; remove it or choose another -o" % o.output_dir)
+        check_output_free(o.output_dir, runner_alias(self), self.driver_fs)
         try:
             spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
             # the graph loads and matches its sidecar
@@ -284,6 +281,25 @@ class MRFeaturize(MRTLJob):
             except StepFailedException as e:
                 raise JobFailed("the check of the output failed: %s" % e) from None
             return parse_output(storage.cat_lines(scan_runner), rejected_heads)
+
+
+def check_output_free(output_dir, alias, driver_fs):
+    """OutputExists if ``output_dir`` is there already: mrjob's inline and local runners would write
+    their part files into it (over files of the same name, beside the others) without a word.
+    Local paths and ``file://`` URIs are checked here for every runner, other URIs (``hdfs://``)
+    through the driver's file system; a path without a scheme on a cluster runner is the
+    cluster's (HDFS), and Hadoop refuses an existing output folder itself."""
+    if storage.is_remote(output_dir):
+        if storage.exists(driver_fs(), output_dir):
+            raise OutputExists("output folder %s already exists; remove it or choose another -o" % output_dir)
+        return
+    if not storage.is_uri(output_dir) and alias not in ("inline", "local"):
+        return
+    local = storage.local_path(output_dir)
+    if os.path.lexists(local) and not os.path.isdir(local):
+        raise OutputExists("-o %s is a file, not a folder; choose another -o" % output_dir)
+    if os.path.isdir(local) and os.listdir(local):
+        raise OutputExists("output folder %s already exists; remove it or choose another -o" % output_dir)
 
 
 def balanced_parts(paths, parts, folder):

@@ -51,7 +51,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from mr_tl.cli import fail
+from mr_tl.cli import fail, run_command
 from mr_tl.plots import loss_series, smooth
 from mr_tl.run import RunDir
 
@@ -172,6 +172,8 @@ def read_evaluation(run_path):
     except OSError:
         return out
     for split in splits:
+        if split.startswith("."):   # an evaluation still being written (mr_tl.evaluation.write_report)
+            continue
         folder = os.path.join(root, split)
         metrics = _read_json_file(os.path.join(folder, "metrics.json"))
         if not isinstance(metrics, dict):
@@ -679,6 +681,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    run_command(serve, args)
+
+
+def serve(args):
     if not os.path.exists(args.run_dir):
         fail("%s does not exist; give a run directory (python -m mr_tl.train ... -o RUN_DIR) "
              "or a folder of run directories" % args.run_dir)

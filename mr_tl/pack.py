@@ -55,9 +55,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from mr_tl import __version__, labels
-from mr_tl.cli import fail
+from mr_tl.cli import run_command
 from mr_tl.digest import MultisetHash
-from mr_tl.errors import JobFailed, MrTlError, PackError
+from mr_tl.errors import JobFailed, PackError
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, max_file_size, read_image
 from mr_tl.records import SPLITS, PackedImage
 
@@ -674,13 +674,14 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        manifest = pack(args.images_dir, args.out_dir, val=args.val, test=args.test, seed=args.seed,
-                        shard_size=args.shard_size, max_pixels=args.max_pixels, min_side=args.min_side,
-                        max_file_bytes=args.max_file_size, overwrite=args.overwrite,
-                        progress=lambda m: print(m, file=sys.stderr))
-    except MrTlError as e:
-        fail(str(e), e.exit_code)
+    run_command(_pack_command, args)
+
+
+def _pack_command(args):
+    manifest = pack(args.images_dir, args.out_dir, val=args.val, test=args.test, seed=args.seed,
+                    shard_size=args.shard_size, max_pixels=args.max_pixels, min_side=args.min_side,
+                    max_file_bytes=args.max_file_size, overwrite=args.overwrite,
+                    progress=lambda m: print(m, file=sys.stderr))
     print(describe(manifest, args.out_dir))
 
 

@@ -28,6 +28,7 @@ import tempfile
 
 from mr_tl import feature_store, parquet_io, storage
 from mr_tl.cli import run_command
+from mr_tl.digest import MultisetHash
 from mr_tl.errors import FeatureError, OutputExists
 from mr_tl.records import FeatureRecord, parse_feature_line
 
@@ -103,7 +104,7 @@ def text_to_parquet(fs, inputs, output, overwrite=False):
     if features.data_format != "text":
         raise FeatureError("%s already hold Parquet; use --to-text to convert back" % ", ".join(inputs))
     out = Output(fs, output, overwrite)
-    tally, rejected = feature_store.RecordTally(), 0
+    tally, rejected, every_line = feature_store.RecordTally(), 0, MultisetHash()
     try:
         for n, path in enumerate(features.files):
             writer = parquet_io.PartWriter(out.file("part-%05d.parquet" % n), features.dim, features.classes)
@@ -114,17 +115,22 @@ def text_to_parquet(fs, inputs, output, overwrite=False):
                     record = parse_feature_line(line, features.dim)
                 except ValueError as e:
                     raise FeatureError("line %d of %s: %s" % (line_number, path, e)) from None
+                every_line.add(line)
                 if isinstance(record, FeatureRecord):
                     writer.add(record)
                     tally.add(record, line)
                 else:
                     rejected += 1
             writer.close()
-        expected, expected_rejected, _ = features.expected()
+        expected, expected_rejected, digest = features.expected()
         if tally.featurized != expected or rejected != expected_rejected:
             raise FeatureError("%s: the data files do not add up to their summary (%s featurized, %d rejected; "
-                               "summary: %s, %d)" % (", ".join(inputs), tally.featurized, rejected, expected,
-                                                     expected_rejected))
+                               "summary: %s, %d); was a part file removed, cut or edited after it was written?"
+                               % (", ".join(inputs), tally.featurized, rejected, expected, expected_rejected))
+        if every_line != digest:
+            raise FeatureError("%s: the data files do not add up to their summary: the records differ from those "
+                               "%s describes (same counts, other content); was a part file edited after it was "
+                               "written?" % (", ".join(inputs), feature_store.SUMMARY))
         summary = feature_store.summary("parquet", tally, features.dim, rejected_not_written=rejected,
                                         **_carried(features))
         out.commit(features.classes, summary)

@@ -14,8 +14,7 @@ import sys
 
 import numpy as np
 
-from mr_tl.cli import fail
-from mr_tl.errors import ModelError
+from mr_tl.cli import run_command
 from mr_tl.export import classes_of
 from mr_tl.featurizer import Featurizer
 from mr_tl.images import ImageRejected, preprocess, read_file
@@ -49,10 +48,12 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
     p.add_argument("--batch-size", type=int, default=8)
     args = p.parse_args(argv)
-    try:
-        classifier = Classifier(args.model)
-    except ModelError as e:
-        fail(str(e))
+    run_command(predict_images, args)
+
+
+def predict_images(args):
+    """The command's body: print the top classes of every image; exit status 1 if one could not be read."""
+    classifier = Classifier(args.model)
     failed = 0
     batch = []
 

@@ -11,18 +11,25 @@ Writes ``RUN_DIR/report/``:
 PNGs need matplotlib (``pip install 'mr_tl[plots]'``); without it the page
 is written with the tables only.  For a live view while training runs, use
 ``python -m mr_tl.monitor RUN_DIR``.
+
+``RUN_DIR/report/`` is the run's own view of its files and holds nothing else:
+each report replaces all of it (written beside it, then swapped in, so it is
+never half old, half new).  Another folder given with ``-o`` must not exist
+(``--overwrite`` replaces all of it).
 """
 
 import argparse
 import html
 import json
 import os
+import shutil
 import sys
+import tempfile
 
-from mr_tl.cli import fail
-from mr_tl.errors import RunError
+from mr_tl.cli import run_command
+from mr_tl.errors import OutputExists, RunError
 from mr_tl.plots import plot_accuracy, plot_loss
-from mr_tl.run import RunDir
+from mr_tl.run import RunDir, replace_dir
 
 
 def _table(rows):
@@ -30,13 +37,47 @@ def _table(rows):
                                for k, v in rows) + "</table>"
 
 
-def write_report(run_dir, out_dir=None):
-    """Write the report; returns the path of index.html."""
+def _evaluations(eval_root):
+    """``[(split, metrics)]`` of the evaluations in RUN_DIR/evaluation (unreadable ones are skipped)."""
+    found = []
+    if os.path.isdir(eval_root):
+        for split in sorted(os.listdir(eval_root)):
+            if split.startswith("."):
+                continue
+            try:
+                with open(os.path.join(eval_root, split, "metrics.json"), encoding="utf-8") as f:
+                    result = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(result, dict):
+                found.append((split, result))
+    return found
+
+
+def write_report(run_dir, out_dir=None, overwrite=False):
+    """Write the report (see the module docstring); returns the path of index.html."""
     run = RunDir(run_dir)
-    config = run.read_json("config.json")
+    config = run.read_config()
     metrics = run.read_metrics()
-    out_dir = out_dir or os.path.join(run_dir, "report")
-    os.makedirs(out_dir, exist_ok=True)
+    own = os.path.join(run_dir, "report")
+    out_dir = out_dir or own
+    if os.path.lexists(out_dir) and os.path.abspath(out_dir) != os.path.abspath(own):
+        if not os.path.isdir(out_dir) or os.path.islink(out_dir):
+            raise OutputExists("-o %s exists and is not a folder; choose another -o" % out_dir)
+        if os.listdir(out_dir) and not overwrite:
+            raise OutputExists("%s already exists (use --overwrite to replace it, or choose another -o)" % out_dir)
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".report-")
+    try:
+        _write_into(tmp, run_dir, config, metrics)
+        replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return os.path.join(out_dir, "index.html")
+
+
+def _write_into(out_dir, run_dir, config, metrics):
     images, note = [], ""
     try:
         plot_loss(metrics, os.path.join(out_dir, "loss.png"))
@@ -46,14 +87,8 @@ def write_report(run_dir, out_dir=None):
             images.append("accuracy.png")
     except ImportError:
         note = "<p>Plots need matplotlib: <code>pip install 'mr_tl[plots]'</code>.</p>"
-    evaluations = []
     eval_root = os.path.join(run_dir, "evaluation")
-    if os.path.isdir(eval_root):
-        for split in sorted(os.listdir(eval_root)):
-            path = os.path.join(eval_root, split, "metrics.json")
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8") as f:
-                    evaluations.append((split, json.load(f)))
+    evaluations = _evaluations(eval_root)
     training = config["training"]
     last = metrics[-1] if metrics else {}
     parts = ["<!doctype html><meta charset=utf-8><title>mr_tl run %s</title>" % html.escape(run_dir),
@@ -72,27 +107,29 @@ def write_report(run_dir, out_dir=None):
     parts.append("<h2>Configuration</h2>")
     parts.append(_table(sorted(training.items()) + [
         ("epochs", config["epochs"]), ("rounds per epoch", config["rounds_per_epoch"]),
-        ("runner", config["runner"]), ("features", ", ".join(config["features"]["inputs"])),
+        ("runner", config["runner"]), ("features", ", ".join(map(str, config["features"].get("inputs") or []))),
         ("train / val / test examples", "%(train_examples)d / %(val_examples)d / %(test_examples)d"
          % config["features"]), ("feature dimension", config["features"]["dim"]),
         ("classes", config["features"]["classes"])]))
-    path = os.path.join(out_dir, "index.html")
-    with open(path, "w", encoding="utf-8") as f:
+    with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as f:
         f.write("\n".join(parts) + "\n")
-    return path
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m mr_tl.report", description=__doc__.split("\n")[0],
                                 epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
-    p.add_argument("-o", "--output", help="folder for the report (default RUN_DIR/report)")
+    p.add_argument("-o", "--output", help="folder for the report (default RUN_DIR/report, replaced each time); "
+                                          "must not exist")
+    p.add_argument("--overwrite", action="store_true", help="replace the -o folder (all of it) if it exists")
     args = p.parse_args(argv)
-    try:
-        path = write_report(args.run_dir, args.output)
-    except RunError as e:
-        fail(str(e))
-    print("wrote %s" % path)
+    run_command(_report_command, args)
+
+
+def _report_command(args):
+    if not os.path.isdir(args.run_dir):
+        raise RunError("%s is not a training run directory (python -m mr_tl.train ... -o RUN_DIR)" % args.run_dir)
+    print("wrote %s" % write_report(args.run_dir, args.output, args.overwrite))
 
 
 if __name__ == "__main__":

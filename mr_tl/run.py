@@ -16,28 +16,62 @@ checkpoint without a matching checksum (a crash while writing, a corrupt
 disk) is never used: loading falls back to the previous good one.
 """
 
+import contextlib
 import json
 import os
 import re
+import shutil
 
 from mr_tl.digest import file_digest
 from mr_tl.errors import InputError, RunError
 from mr_tl.records import load_npz, save_npz
 
 CHECKPOINT_RE = re.compile(r"^round-(\d{6})\.npz$")
+# what config.json holds (mr_tl.training.loop writes it), as far as its readers rely on it
+CONFIG_FIELDS = {"training": dict, "features": dict, "epochs": int, "rounds": int, "rounds_per_epoch": int,
+                 "runner": str}
+CONFIG_FEATURE_FIELDS = {"fingerprint": str, "dim": int, "classes": int, "train_examples": int,
+                         "val_examples": int, "test_examples": int}
 
 
+
+
+@contextlib.contextmanager
+def temporary_name(path):
+    """A temporary name beside ``path`` to write to; removed if the block fails (e.g. the disk is full)."""
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    try:
+        yield tmp
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def atomic_write(path, data):
     """Write bytes or text to ``path`` so that readers see the old file or the whole new one."""
-    tmp = "%s.tmp-%d" % (path, os.getpid())
     mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    with temporary_name(path) as tmp:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def replace_dir(tmp, path):
+    """Put the finished folder ``tmp`` at ``path`` (in the same folder): readers see the old
+    folder or the whole new one; an old ``path`` is removed only once the new one is in place."""
+    old = None
+    if os.path.lexists(path):
+        old = "%s.old-%d" % (tmp, os.getpid())
+        os.replace(path, old)
     os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_dir(path):
@@ -70,8 +104,29 @@ class RunDir:
                 return json.load(f)
         except FileNotFoundError:
             raise RunError("%s is missing; is %s a training run directory?" % (path, self.path)) from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunError("%s is not valid JSON: %s" % (path, e)) from None
+        except OSError as e:
+            raise RunError("cannot read %s: %s" % (path, e.strerror or e)) from None
+
+    def read_config(self):
+        """config.json, checked to be shaped as this version of mr_tl writes it (RunError if not)."""
+        config = self.read_json("config.json")
+        problems = []
+        if not isinstance(config, dict):
+            problems.append("expected a JSON object, found %s" % type(config).__name__)
+        else:
+            for key, kinds in CONFIG_FIELDS.items():
+                if not isinstance(config.get(key), kinds):
+                    problems.append("%r is %r" % (key, config.get(key)))
+            features = config.get("features")
+            for key, kinds in CONFIG_FEATURE_FIELDS.items():
+                if isinstance(features, dict) and not isinstance(features.get(key), kinds):
+                    problems.append("'features': %r is %r" % (key, features.get(key)))
+        if problems:
+            raise RunError("%s is not a configuration of this version of mr_tl (%s); was it edited, or written by "
+                           "another program?" % (self.file("config.json"), "; ".join(problems[:3])))
+        return config
 
     def write_json(self, name, obj):
         os.makedirs(self.path, exist_ok=True)
@@ -96,12 +151,14 @@ class RunDir:
     def write_checkpoint(self, round_number, meta, arrays):
         os.makedirs(self.checkpoints, exist_ok=True)
         path = self.checkpoint_path(round_number)
-        tmp = "%s.tmp-%d" % (path, os.getpid())
-        save_npz(tmp, meta, arrays)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        digest = file_digest(tmp)
-        os.replace(tmp, path)
+        with temporary_name(path) as tmp:
+            save_npz(tmp, meta, arrays)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            digest = file_digest(tmp)
+            if os.path.exists(path + ".sha256"):
+                os.unlink(path + ".sha256")   # an older checksum must never vouch for the new bytes
+            os.replace(tmp, path)
         atomic_write(path + ".sha256", digest + "\n")
         _fsync_dir(self.checkpoints)
         return path
@@ -170,11 +227,11 @@ class RunDir:
         """Write an .npz of named arrays (and a JSON meta dict) atomically."""
         os.makedirs(self.path, exist_ok=True)
         path = self.file(name)
-        tmp = "%s.tmp-%d" % (path, os.getpid())
-        save_npz(tmp, meta, arrays)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with temporary_name(path) as tmp:
+            save_npz(tmp, meta, arrays)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
         return path
 
     def write_head(self, params, meta, normalization_arrays=None):

@@ -51,14 +51,19 @@ def read_text(fs, path, listed=False):
         path = local_path(path)
         if not os.path.isfile(path):
             return None
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except UnicodeDecodeError:
+            raise InputError("%s is not UTF-8 text (not a file mr_tl wrote?)" % path) from None
     # one ``hadoop fs -ls`` (a missing path lists nothing), then one ``-cat``: every
     # hadoop command is a JVM start, so no separate exists() call
     try:
         if not listed and not any(True for _ in fs.ls(path)):
             return None
         return b"".join(cat_file(fs, path)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("%s is not UTF-8 text (not a file mr_tl wrote?)" % path) from None
     except OSError as e:
         if e.errno is not None:  # the hadoop command could not even run
             raise _command_failed(e, path) from None
@@ -401,11 +406,16 @@ def write_text(fs, path, text):
         path = local_path(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = "%s.tmp-%d" % (path, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:   # e.g. the disk is full: leave nothing half-written behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return
     with tempfile.TemporaryDirectory(prefix="mr_tl-put-") as tmp:
         local = os.path.join(tmp, posixpath.basename(path))

@@ -40,8 +40,8 @@ import logging
 import os
 import sys
 
-from mr_tl.cli import run_command
-from mr_tl.errors import UsageError
+from mr_tl.cli import disk_full_message, is_disk_full, run_command
+from mr_tl.errors import TrainingError, UsageError
 from mr_tl.training.hyperparameters import Hyperparameters
 from mr_tl.training.loop import Schedule, Trainer
 
@@ -94,7 +94,14 @@ def train(args, runner_args, out=print):
         raise UsageError("-o %s is a file; give a run directory (to create, or to --resume)" % args.output)
     runner = MapReduceRunner(args.features, runner_args, args.work_dir or default_work_dir(args),
                              hadoop_bin=args.hadoop_bin, out=out)
-    return Trainer(runner, args.output, hyper, schedule, resume=args.resume, out=out).run_all()
+    try:
+        return Trainer(runner, args.output, hyper, schedule, resume=args.resume, out=out).run_all()
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        # checkpoints are written whole or not at all (mr_tl.run): the last good one is still there
+        raise TrainingError("%s; no head was written and the last good checkpoint (if any) is kept: free some "
+                            "space and continue with --resume" % disk_full_message(e).split(";")[0]) from None
 
 
 def main(argv=None):

@@ -279,10 +279,13 @@ def test_cut_with_resize_letterbox(tiny_vgg16, tmp_path, call_main):
     assert code == 0, err
     spec = ModelSpec.load(sidecar_path(out))
     assert (spec.resize, spec.pad_colour) == ("letterbox", "white")
-    code, _, _ = call_main(main, "cut", tiny_vgg16, "--at", "fc2", "--resize", "letterbox", "-o", out)
+    # the same -o again: only with --overwrite (which replaces the graph and its sidecar)
+    code, _, err = call_main(main, "cut", tiny_vgg16, "--at", "fc2", "--resize", "letterbox", "-o", out)
+    assert code == 2 and "already exists" in err and ModelSpec.load(sidecar_path(out)).pad_colour == "white"
+    code, _, _ = call_main(main, "cut", tiny_vgg16, "--at", "fc2", "--resize", "letterbox", "-o", out, "--overwrite")
     assert code == 0 and ModelSpec.load(sidecar_path(out)).pad_colour == DEFAULT_PAD_COLOUR
     code, _, _ = call_main(main, "cut", tiny_vgg16, "--at", "fc2", "--resize", "letterbox", "--pad-colour",
-                           "10,20,30", "-o", out)
+                           "10,20,30", "-o", out, "--overwrite")
     assert code == 0 and ModelSpec.load(sidecar_path(out)).pad_colour == (10, 20, 30)
     # --pad-colour without letterbox is refused, as are bad colours
     code, _, err = call_main(main, "cut", tiny_vgg16, "--at", "fc2", "--pad-colour", "white", "-o", out)

@@ -15,11 +15,11 @@
 """
 
 import codecs
+import errno
 import hashlib
 import io
 import logging
 import os
-import sys
 import tempfile
 import zipfile
 
@@ -27,7 +27,8 @@ from mrjob.step import StepFailedException
 
 import mr_tl
 from mr_tl import storage
-from mr_tl.errors import MrTlError
+from mr_tl.cli import run_command
+from mr_tl.errors import JobFailed, RecordError
 from mr_tl.jobs.compat import HookedMRJob, option_actions, runner_alias, runner_option
 from mr_tl.threads import THREAD_ENV_VARS, task_threads
 
@@ -91,6 +92,30 @@ def summed_counters(runner):
     return out
 
 
+class _FailureLog(logging.Handler):
+    """What mrjob logs while a job fails (the "probable cause of failure": a task's error), so the one
+    error line can say what the cause was when it is a full disk."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages = []
+
+    def emit(self, record):
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:   # a log record must never break the driver
+            pass
+
+    def job_failed(self, error):
+        logged = "\n".join(self.messages)
+        for code, text in ((errno.ENOSPC, "No space left on device"), (errno.EDQUOT, "Disk quota exceeded")):
+            if "[Errno %d] %s" % (code, text) in logged:
+                return JobFailed("no space left on the device%s in a task of the job (%s); nothing written there "
+                                 "is marked complete, free some space and run the command again"
+                                 % ("" if code == errno.ENOSPC else " (%s)" % text, error))
+        return JobFailed(str(error))
+
+
 class MRTLJob(HookedMRJob):
     """Base class of mr_tl's jobs (see the module docstring)."""
 
@@ -130,6 +155,12 @@ class MRTLJob(HookedMRJob):
         return bool(self.options.cat_output)
 
     def run_job(self):
+        """The driver: check the inputs, run the job, let it report.  Every error, also one raised by
+        mrjob while it writes the output or inside :meth:`report`, ends as one line and an exit code
+        (:func:`mr_tl.cli.run_command`)."""
+        run_command(self._run_job)
+
+    def _run_job(self):
         log_stream = codecs.getwriter("utf_8")(self.stderr)
         self.set_up_logging(quiet=self.options.quiet, verbose=self.options.verbose, stream=log_stream)
         if not self.options.quiet:
@@ -140,26 +171,29 @@ class MRTLJob(HookedMRJob):
                     handler.setFormatter(logging.Formatter("%(message)s"))
                     logger.addHandler(handler)
                     logger.setLevel(logging.INFO)
-        try:
-            self.check_inputs()
-        except MrTlError as e:
-            print("error: %s" % e, file=sys.stderr)
-            sys.exit(e.exit_code)
+        self.check_inputs()
+        failures = _FailureLog()
+        logging.getLogger("mrjob").addHandler(failures)
         with self.make_runner() as runner:
             try:
                 runner.run()
             except StepFailedException as e:
-                print("error: %s" % e, file=sys.stderr)
-                sys.exit(1)
+                raise failures.job_failed(e) from None
+            except OSError as e:
+                if e.errno is None:   # mrjob's own complaints ("Output path ... already exists!")
+                    raise JobFailed(str(e)) from None
+                raise
+            finally:
+                logging.getLogger("mrjob").removeHandler(failures)
+            try:
+                self.report(runner)
+            except RecordError as e:   # the job's own output does not read back
+                raise JobFailed("the job's output cannot be read back: %s" % e) from None
+            # after the report: the output is checked and marked complete even if the reader goes away
             if self._should_cat_output():
                 for chunk in runner.cat_output():
                     self.stdout.write(chunk)
                 self.stdout.flush()
-            try:
-                self.report(runner)
-            except MrTlError as e:
-                print("error: %s" % e, file=sys.stderr)
-                sys.exit(e.exit_code)
 
 
 def split_runner_args(argv, parser, job_class):

@@ -110,8 +110,11 @@ class MapReduceRunner(RoundRunner):
         folder = storage.join(self.work_dir, "workers")
         wanted = self._partition_manifest(hyper, tasks, scan)
         text = storage.read_text(self.fs, storage.join(folder, PARTITION_MANIFEST))
-        if text is not None:
-            found = json.loads(text)
+        try:
+            found = json.loads(text) if text is not None else None
+        except ValueError:   # half-written: the worker files are made again
+            found = None
+        if isinstance(found, dict) and isinstance(found.get("files"), list):
             names = set(storage.file_names(self.fs, folder))
             if {k: found.get(k) for k in wanted} == wanted and set(found.get("files", [])) <= names:
                 self.worker_files = [storage.join(folder, n) for n in found["files"]]

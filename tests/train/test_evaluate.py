@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from feature_folders import rewrite_summary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
@@ -47,6 +48,7 @@ def eval_case(tmp_path_factory, write_features_fn):
     with open(os.path.join(features, "part-00001"), "a", encoding="utf-8") as f:
         for i, split in enumerate(("test", "test", "val")):
             f.write(RejectedRecord("%s/broken_%d.jpg" % (CLASSES[0], i), 0, split, "decode-error", "bad").to_line() + "\n")
+    rewrite_summary(features)   # as featurize counts them (evaluate checks the folder against its summary)
 
     run = RunDir(str(root / "run"))
     run.write_json("labels.json", {"format": "mr_tl.labels/1", "classes": CLASSES})
@@ -89,7 +91,9 @@ def check_against_sklearn(result, run_dir, X, y, k=5):
 @pytest.mark.parametrize("runner", ["inline", "local"])
 def test_evaluate_matches_sklearn(runner, eval_case, run_module):
     run = eval_case["run"]
-    result = run_module("mr_tl.evaluate", "-r", runner, "-q", "--run", run, eval_case["features"], "--split", "test")
+    # --overwrite: the other runner's evaluation of the same run is replaced
+    result = run_module("mr_tl.evaluate", "-r", runner, "-q", "--run", run, eval_case["features"], "--split", "test",
+                        "--overwrite")
     assert result.returncode == 0, result.stderr
     out_dir = os.path.join(run, "evaluation", "test")
     with open(os.path.join(out_dir, "metrics.json")) as f:
