@@ -347,6 +347,8 @@ def run_job(runner, model, pack_dir, out, batch=8, threads=None, extra=(), env=N
         seconds, proc, rss = common.run(cmd, env=env, cwd=os.path.dirname(out))
         with open(os.path.join(target, "_summary.json")) as f:
             summary = json.load(f)
+        summary = {"featurized": sum(summary["records"]["featurized"].values()), "input": summary["input"]["images"],
+                   "rejected": summary["records"]["rejected"]}
         if summary["featurized"] != summary["input"] or summary["rejected"]:
             raise RuntimeError("%s job did not featurize every image: %s" % (runner, summary))
         sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(target, "part-*"))]

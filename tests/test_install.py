@@ -204,7 +204,8 @@ def test_demo_pipeline_runs_from_the_installed_wheel(installed):
     mr_tl("featurize", "-r", "local", "-q", "--model", "vgg16-tiny-fc2.onnx", "packed", "-o", "features")
     with open(os.path.join(work, "features", "_summary.json")) as f:
         summary = json.load(f)
-    assert (summary["input"], summary["featurized"], summary["rejected"]) == (30, 30, 0)
+    records = summary["records"]
+    assert (summary["input"]["images"], sum(records["featurized"].values()), records["rejected"]) == (30, 30, 0)
     mr_tl("train", "-r", "local", "features", "-o", "run", "--workers", "2", "--epochs", "2",
           "--averaging-frequency", "epoch")
     assert os.path.isfile(os.path.join(work, "run", "head.npz"))
