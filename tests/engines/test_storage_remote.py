@@ -26,9 +26,9 @@ def test_expand_inputs_of_file_uris_are_local_paths(tmp_path):
 
 
 def test_path_part():
-    assert storage._path_part('hdfs:///a/b') == '/a/b'
-    assert storage._path_part('hdfs://nn:8020/a/b/') == '/a/b/'
-    assert storage._path_part('hdfs://nn:8020') == '/'
+    assert storage.path_part('hdfs:///a/b') == '/a/b'
+    assert storage.path_part('hdfs://nn:8020/a/b/') == '/a/b/'
+    assert storage.path_part('hdfs://nn:8020') == '/'
 
 
 def test_read_text_of_a_file_uri_reads_the_local_file(tmp_path):

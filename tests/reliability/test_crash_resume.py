@@ -138,14 +138,17 @@ def test_killed_at_random_moments_then_resumed(features, tmp_path):
     run_dir = tmp_path / "run"
     g = np.random.default_rng(2026)
     progress_at_kill = []
-    for attempt in range(20):
+    # eight runs killed at seeded random moments, then one left to finish: each resume pays the start-up
+    # (scan, partition check) again, so a kill-every-time loop could starve on a slow machine
+    delays = [float(g.uniform(0.1, 0.6)) * duration for _ in range(8)] + [None]
+    for delay in delays:
         cmd = [sys.executable, "-m", "mr_tl.train", "-r", "inline", features, "-o", str(run_dir)] + ARGS + longer
         if (run_dir / "config.json").exists():
             cmd.append("--resume")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, TMPDIR=str(tmp_path)))
         try:
-            proc.wait(timeout=float(g.uniform(0.1, 0.6)) * duration)
+            proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -154,8 +157,7 @@ def test_killed_at_random_moments_then_resumed(features, tmp_path):
         if proc.returncode == 0:
             break
         assert proc.returncode == -signal.SIGKILL, err
-    else:
-        pytest.fail("training never finished in 20 attempts")
+    assert proc.returncode == 0, err
     assert len(progress_at_kill) >= 2, "the delays were too long to kill anything; lower them"
     assert len(set(progress_at_kill)) >= 2, "every kill hit the same point: %s" % progress_at_kill
     assert_same_run(run_dir, reference)

@@ -47,7 +47,7 @@ def classifier(tmp_path_factory, tiny_vgg16_fc2, run_module):
     os.makedirs(run.path)
     atomic_write(run.file("labels.json"), labels.dumps(["circle", "square", "triangle", "star"]))
     g = np.random.default_rng(0)
-    run.write_head(g.normal(0, 1, (dim, 4)).astype(np.float32), np.zeros(4, np.float32), {})
+    run.write_head({"W": g.normal(0, 1, (dim, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}, {})
     result = run_module("mr_tl.export", "--trunk", tiny_vgg16_fc2, "--run", run.path, "-o", root / "c.onnx")
     assert result.returncode == 0, result.stderr
     return {"run": run.path, "model": str(root / "c.onnx")}
