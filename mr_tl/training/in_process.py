@@ -36,7 +36,9 @@ class InProcessRunner(RoundRunner):
             scan.add_record(record)
             seen[record.id] = seen.get(record.id, 0) + 1
         duplicates = sorted((i, n) for i, n in seen.items() if n > 1)
-        return scan, duplicates
+        # as the scan job hands it over: serialized, which adds the last (< 256) examples' moments
+        # (without it, normalization statistics missed them and differed from the jobs')
+        return FeatureScan.from_json(scan.to_json()), duplicates
 
     def prepare(self, hyper, tasks, scan, run_arrays):
         f = self.features
