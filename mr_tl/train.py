@@ -11,10 +11,10 @@ the command line overrides it (``--lr 0.05`` trains that one lr).
 ``reference``: Deeplearning4j's ParameterAveragingTrainingMaster (seed 42,
 Xavier init, Nesterovs lr 0.01 momentum 0.8, batch 32 per worker, averaging
 every 5 minibatches, plain averaging, no normalization, no hidden layer).
-``default``: what measures best.  Each option's help names both recipes'
-values.  ``--averaging-frequency epoch`` averages once per pass over each
-worker's data (far fewer jobs); with many workers, ``--outer-optimizer
-block-momentum`` keeps the accuracy of one worker (see the README).
+``default``: what measures best: averaging once per pass over each worker's
+data (``--averaging-frequency epoch``: far fewer jobs), block momentum in
+the reducer (keeps the accuracy of one worker with many), and candidates
+over the learning rate.  Each option's help names both recipes' values.
 
 Candidates (``--candidates GRID``, a product grid over lr, l2, momentum,
 hidden): several heads trained side by side in the same round jobs, on the

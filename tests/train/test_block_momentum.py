@@ -14,7 +14,7 @@ from .test_train import checkpoint_files, head_bytes
 
 def test_one_worker_block_momentum_zero_equals_plain_averaging(synth, train_cli, tmp_path, all_bytes):
     common = ("-r", "inline", synth.path, "--workers", 1, "--averaging-frequency", 3, "--epochs", 2, "--lr", 0.05)
-    assert train_cli(*common, "-o", tmp_path / "avg").code == 0
+    assert train_cli(*common, "-o", tmp_path / "avg", "--outer-optimizer", "average").code == 0
     result = train_cli(*common, "-o", tmp_path / "bm", "--outer-optimizer", "block-momentum",
                        "--block-momentum", 0, "--block-lr", 1)
     assert result.code == 0, result.err

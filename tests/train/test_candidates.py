@@ -18,7 +18,17 @@ import pytest
 from mr_tl.feature_store import read_folder
 from mr_tl.records import load_npz
 from mr_tl.run import RunDir
-from mr_tl.training.hyperparameters import FIELDS, NAMES, RECIPES, Candidates, Hyperparameters, parse_frequency, resolve
+from mr_tl.training.hyperparameters import (
+    FIELDS,
+    GRID_FIELDS,
+    NAMES,
+    RECIPES,
+    Candidates,
+    Grid,
+    Hyperparameters,
+    parse_frequency,
+    resolve,
+)
 from mr_tl.training.in_process import InProcessRunner
 from mr_tl.training.loop import Schedule, Trainer
 
@@ -370,6 +380,59 @@ def test_the_recipes_are_defined_once():
     assert Candidates.from_dict(grid.to_dict()).differences(grid) == {}
     one = resolve("reference", {"candidates": "lr=0.05 hidden=8"})   # one value each: one plain candidate
     assert len(one) == 1 and one.grid.text == "none" and (one.shared.lr, one.shared.hidden) == (0.05, 8)
+
+
+def test_the_default_recipe_in_config_and_help(synth, train_cli, write_features_fn, tmp_path):
+    """What the train command does without --recipe comes from RECIPES["default"] alone (its values are
+    the lead's to set: nothing here names them)."""
+    from mr_tl.train import build_parser
+    from mr_tl.training.hyperparameters import recipe_values
+
+    table = RECIPES["default"]
+    default = resolve()
+    assert default.grid.text == Grid.parse(table["candidates"]).text
+    for f in FIELDS:
+        if f.name not in default.grid.names and table[f.name] is not None:
+            assert getattr(default.shared, f.name) == f.type(table[f.name]), f.name
+    assert Candidates.from_dict(default.to_dict()).differences(default) == {}
+
+    run = tmp_path / "run"
+    result = train_cli("-r", "inline", synth.path, "-o", run, "--epochs", 2)
+    assert result.code == 0, result.err
+    config = json.load(open(run / "config.json"))
+    assert config["recipe"] == "default"
+    assert config["training"] == json.loads(json.dumps(default.to_dict()))   # every resolved value
+    assert set(NAMES) | {"candidates"} == set(config["training"])
+    assert [{k: c[k] for k in GRID_FIELDS} for c in config["candidates"]] == [
+        {k: getattr(c, k) for k in GRID_FIELDS} for c in default]
+    several = len(default) > 1
+    assert [("val_accuracy" in m) for m in metrics(run)] == [False, several]   # validated after the last round
+    if several:
+        # a flag for a field of the recipe's grid replaces that axis
+        name = default.grid.names[0]
+        assert len(resolve(None, {name: getattr(default[0], name)})) == len(default) // len(default.grid.values(name))
+        # and the default recipe refuses features without a val split (it chooses on validation)
+        keep = [i for i, s in enumerate(synth.splits) if s != "val"]
+        path = write_features_fn(str(tmp_path / "f"), [synth.ids[i] for i in keep], synth.labels[keep],
+                                 [synth.splits[i] for i in keep], synth.X[keep], synth.classes)
+        result = train_cli("-r", "inline", path, "-o", tmp_path / "noval", "--epochs", 1)
+        assert result.code == 2 and "%d candidates (%s) are chosen on the val split" % (
+            len(default), default.grid.text) in result.err
+
+    # flags override the recipe: one lr is one candidate, with today's state names
+    one = tmp_path / "one"
+    assert train_cli("-r", "inline", synth.path, "-o", one, "--epochs", 1, "--lr", 0.05, "--hidden", 0,
+                     "--averaging-frequency", 5).code == 0
+    config = json.load(open(one / "config.json"))
+    assert config["training"]["lr"] == 0.05 and config["training"]["candidates"] == "none"
+    assert config["training"]["averaging_frequency"] == 5
+    assert config["training"]["outer_optimizer"] == default.shared.outer_optimizer
+    assert "c0/W" not in checkpoint(one, 1)[1] and "W" in checkpoint(one, 1)[1]
+    assert "candidate" not in load_npz(str(one / "head.npz"))[0]
+
+    text = " ".join(build_parser().format_help().split())
+    assert "--recipe {reference,default}" in text and " ".join(recipe_values("lr").split()) in text
+    assert recipe_values("lr").startswith("reference: 0.01; default: ")
 
 
 @pytest.mark.parametrize("args, message", [
