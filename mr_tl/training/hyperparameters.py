@@ -364,20 +364,32 @@ class Candidates:
 
     @staticmethod
     def add_arguments(add, recipe_defaults=False):
+        """The fields' options and ``--candidates``: the grid as one text (the train command,
+        ``recipe_defaults``), or one axis per ``--candidates`` (the round job: no spaces in its
+        arguments, whatever shell or Hadoop streaming makes of them)."""
         Hyperparameters.add_arguments(add, recipe_defaults)
-        add("--candidates", default=None if recipe_defaults else "none", metavar="GRID",
-            help="train several heads side by side, a product grid over %s, e.g. \"lr=0.003,0.01,0.03 "
-                 "hidden=0,512\"; the best on validation is the run's head; 'none': one head (%s)"
-                 % (", ".join(GRID_FIELDS), recipe_values_of_grid()))
+        if recipe_defaults:
+            add("--candidates", default=None, metavar="GRID",
+                help="train several heads side by side, a product grid over %s, e.g. \"lr=0.003,0.01,0.03 "
+                     "hidden=0,512\"; the best on validation is the run's head; 'none': one head (%s)"
+                     % (", ".join(GRID_FIELDS), recipe_values_of_grid()))
+        else:
+            add("--candidates", action="append", default=None, metavar="NAME=V1,V2,...",
+                help="one axis of the candidates' grid (repeated for each axis)")
 
     @classmethod
     def from_options(cls, options):
-        """The round job's options (every value given, the grid in canonical form)."""
-        return cls(Hyperparameters.from_options(options), Grid.parse(getattr(options, "candidates", None)))
+        """The round job's options (every value given; the grid's axes, if any)."""
+        axes = getattr(options, "candidates", None)
+        return cls(Hyperparameters.from_options(options),
+                   Grid.parse(" ".join(axes) if isinstance(axes, list) else axes))
 
     def to_args(self):
+        """The round job's options for these candidates."""
         args = self.shared.to_args()
-        return args + ["--candidates", self.grid.text] if len(self) > 1 else args
+        for name, values in self.grid.axes:
+            args += ["--candidates", "%s=%s" % (name, ",".join(_text(v) for v in values))]
+        return args
 
     def to_dict(self):
         """config.json's ``training``: every value, a list for a field the grid varies, and the grid."""
