@@ -277,6 +277,24 @@ def test_resume_with_candidates_is_bit_identical_and_refuses_another_grid(synth,
     assert snapshot(str(stopped)) == before
 
 
+def test_a_run_made_before_recipes_resumes_with_the_reference_recipe(synth, train_cli, tmp_path, all_bytes):
+    """Its config.json has no recipe and no candidates: it holds the reference values, which it names."""
+    args = ("-r", "inline", synth.path, "--workers", 2, "--epochs", 2)
+    whole, old = tmp_path / "whole", tmp_path / "old"
+    assert train_cli(*args, "-o", whole, "--recipe", "reference").code == 0
+    assert train_cli(*args, "-o", old, "--recipe", "reference", "--stop-after-rounds", 1).code == 0
+    config = json.load(open(old / "config.json"))
+    del config["recipe"], config["candidates"], config["training"]["candidates"]
+    (old / "config.json").write_text(json.dumps(config))
+    result = train_cli(*args, "-o", old, "--resume")
+    assert result.code == 2 and "cannot resume: the configuration differs" in result.err
+    assert "add --recipe reference" in result.err
+    result = train_cli(*args, "-o", old, "--resume", "--recipe", "reference")
+    assert result.code == 0, result.err
+    assert checkpoint_files(all_bytes, old) == checkpoint_files(all_bytes, whole)
+    assert head_bytes(old) == head_bytes(whole)
+
+
 # -- recipes ----------------------------------------------------------------------------------------------------------
 
 REFERENCE_FLAGS = ("--seed", 42, "--workers", 2, "--averaging-frequency", 5, "--batch-size", 32, "--lr", 0.01,
