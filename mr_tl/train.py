@@ -19,7 +19,7 @@ over the learning rate.  Each option's help names both recipes' values.
 Candidates (``--candidates GRID``, a product grid over lr, l2, momentum,
 hidden): several heads trained side by side in the same round jobs, on the
 same minibatches, over one read of the data; the best on the val split (val
-accuracy; ties to the lower index, then the earlier round) is the run's
+accuracy; ties: the earlier round, then the lower index) is the run's
 head, and metrics.jsonl holds every candidate's numbers.  They need a val
 split; without ``--validate-every`` they are validated after the last round.
 A candidate that diverges is dropped (the others go on).  ``--candidates

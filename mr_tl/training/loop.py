@@ -16,8 +16,8 @@ validation is one score-only job.  A round's metrics line (and its progress
 line) is written when its validation has arrived.
 
 Candidates (several heads trained side by side, mr_tl.training.round) are
-chosen on validation: the best val accuracy, ties to the lower index and the
-earlier round.  A run of several candidates validates at least after its last
+chosen on validation: the best val accuracy (ties: the earlier round, then
+the lower index).  A run of several candidates validates at least after its last
 round (so it needs a val split).  Each metrics line then also holds
 ``candidates`` (per candidate: losses, and val/train accuracy and loss when
 validated; ``dropped`` once it diverged) and ``best_candidate``; its
