@@ -49,15 +49,23 @@ class Contribution:
     def from_meta(cls, meta, arrays):
         return cls(int(meta["level"]), int(meta["index"]), int(meta["examples"]),
                    {k: np.asarray(v, dtype=F64) for k, v in arrays.items()},
-                   {int(w): list(l) for w, l in meta.get("losses", {}).items()})
+                   {int(w): dict(ls) if isinstance(ls, dict) else list(ls) for w, ls in meta.get("losses", {}).items()})
 
 
 def leaf(worker, examples, arrays, losses=()):
-    """A worker's contribution: ``examples * value`` in float64 (exact)."""
+    """A worker's contribution: ``examples * value`` in float64 (exact).
+
+    ``losses``: the worker's per-minibatch losses, or ``{name: losses}`` when it
+    trained several heads (mr_tl.training.round's candidates).
+    """
     n = F64(examples)
+    if isinstance(losses, dict):
+        losses = {str(k): [finite_or_none(x) for x in v] for k, v in losses.items()}
+    else:
+        losses = [finite_or_none(x) for x in losses]
     return Contribution(0, int(worker), int(examples),
                         {name: np.asarray(value, dtype=F64) * n for name, value in arrays.items()},
-                        {int(worker): [finite_or_none(x) for x in losses]})
+                        {int(worker): losses})
 
 
 def empty_leaf(worker, shapes):

@@ -75,6 +75,15 @@ def _is_int(x):
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _without_losses(record):
+    """A metrics line without its per-minibatch losses (they travel as points), its candidates' too."""
+    out = {k: v for k, v in record.items() if k != "losses"}
+    if isinstance(out.get("candidates"), list):
+        out["candidates"] = [{k: v for k, v in c.items() if k != "losses"} if isinstance(c, dict) else c
+                             for c in out["candidates"]]
+    return out
+
+
 def _is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -417,7 +426,7 @@ class Monitor:
             "labels": self.labels(path),
             "status": self.status(path, config, series),
             "latest": _finite(self._latest(series)),
-            "rounds": [{k: v for k, v in r.items() if k != "losses"} for r in sent],
+            "rounds": [_without_losses(r) for r in sent],
             "first_point": first_point,
             "points": {
                 "iteration": series.iteration[first_point:],

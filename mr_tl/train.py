@@ -1,15 +1,29 @@
 """python -m mr_tl.train -r RUNNER FEATURES... -o RUN_DIR: train a softmax head, one MapReduce job per round.
 
     python -m mr_tl.train -r local features/ -o runs/demo --epochs 20 --workers 2
+    python -m mr_tl.train -r local features/ -o runs/ref --recipe reference --validate-every 5
+    python -m mr_tl.train -r local features/ -o runs/grid --candidates "lr=0.003,0.01,0.03 hidden=0,512"
     python -m mr_tl.train -r hadoop -c mrjob.conf hdfs:///data/features -o runs/caltech \\
-        --work-dir hdfs:///data/work --workers 8 --averaging-frequency 5 --epochs 10 --validate-every 10
+        --work-dir hdfs:///data/work --workers 8 --epochs 10 --validate-every 2
 
-The reference recipe (Deeplearning4j ParameterAveragingTrainingMaster) is
-the default: seed 42, Xavier init, Nesterovs lr 0.01 momentum 0.8, batch 32
-per worker, averaging every 5 minibatches.  ``--averaging-frequency epoch``
-averages once per pass over each worker's data (far fewer jobs); with many
-workers, ``--outer-optimizer block-momentum`` keeps the accuracy of one
-worker (see the README).
+Recipes (``--recipe``) give every hyperparameter a value; a flag given on
+the command line overrides it (``--lr 0.05`` trains that one lr).
+``reference``: Deeplearning4j's ParameterAveragingTrainingMaster (seed 42,
+Xavier init, Nesterovs lr 0.01 momentum 0.8, batch 32 per worker, averaging
+every 5 minibatches, plain averaging, no normalization, no hidden layer).
+``default``: what measures best: averaging once per pass over each worker's
+data (``--averaging-frequency epoch``: far fewer jobs), block momentum in
+the reducer (keeps the accuracy of one worker with many), and candidates
+over the learning rate.  Each option's help names both recipes' values.
+
+Candidates (``--candidates GRID``, a product grid over lr, l2, momentum,
+hidden): several heads trained side by side in the same round jobs, on the
+same minibatches, over one read of the data; the best on the val split (val
+accuracy; ties: the earlier round, then the lower index) is the run's
+head, and metrics.jsonl holds every candidate's numbers.  They need a val
+split; without ``--validate-every`` they are validated after the last round.
+A candidate that diverges is dropped (the others go on).  ``--candidates
+none`` (or one value for each of its fields) trains one head.
 
 What happens (the driver holds the model, counts and file names; the jobs move the data):
 1. A scan job reads the features (complete featurize or parquet output
@@ -23,13 +37,15 @@ What happens (the driver holds the model, counts and file names; the jobs move t
 3. Each round is one job (mr_tl.jobs.train_round): every worker runs
    ``--averaging-frequency`` minibatches from the current state, one reducer
    averages parameters and optimizer state (and applies the outer
-   optimizer).  With ``--validate-every N`` the next round's job also scores
-   the state on the val split and the training examples.
+   optimizer), for every candidate.  With ``--validate-every N`` the next
+   round's job also scores the state on the val split and the training
+   examples.
 4. After every round: a checkpoint (atomic, checksummed) in
    RUN_DIR/checkpoints, a line in RUN_DIR/metrics.jsonl, a progress line.
    ``--resume`` continues from the last good checkpoint, bit-identically, and
    refuses if the configuration or the features changed.
-5. At the end: RUN_DIR/head.npz, config.json, labels.json.
+5. At the end: RUN_DIR/head.npz (the best candidate; its meta names it),
+   config.json (the recipe and every value), labels.json.
 
 Options this command does not know are passed to mrjob (e.g. ``-c
 mrjob.conf``, ``--hadoop-streaming-jar``, ``--num-cores``, ``-D k=v``).
@@ -42,7 +58,7 @@ import sys
 
 from mr_tl.cli import disk_full_message, is_disk_full, run_command
 from mr_tl.errors import TrainingError, UsageError
-from mr_tl.training.hyperparameters import Hyperparameters
+from mr_tl.training.hyperparameters import DEFAULT_RECIPE, NAMES, RECIPES, Candidates, resolve
 from mr_tl.training.loop import Schedule, Trainer
 
 RUNNERS = ("inline", "local", "hadoop", "spark", "emr", "dataproc")
@@ -57,13 +73,17 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to create or resume")
     p.add_argument("-r", "--runner", default="local", choices=RUNNERS, help="mrjob runner for the jobs (default local)")
     p.add_argument("--epochs", type=int, default=10, help="passes over the training data (default 10)")
-    Hyperparameters.add_arguments(p.add_argument)
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help="the values of every hyperparameter not given as a flag (default: %r)" % DEFAULT_RECIPE)
+    Candidates.add_arguments(p.add_argument, recipe_defaults=True)
     p.add_argument("--tasks", type=int, default=0,
                    help="map tasks to spread the workers over (default: one per worker); does not change results")
     p.add_argument("--validate-every", type=int, default=0, metavar="N",
-                   help="score the val split every N rounds (and after the last)")
+                   help="score the val split every N rounds (and after the last; with candidates, after "
+                        "the last round anyway)")
     p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
-                   help="stop after PATIENCE validations without a better val accuracy; keep the best head")
+                   help="stop after PATIENCE validations without a better val accuracy (of any candidate); "
+                        "keep the best head")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last good checkpoint")
     p.add_argument("--stop-after-rounds", type=int, default=0, metavar="N",
                    help="stop after N rounds of this invocation, without writing the head (continue with --resume)")
@@ -87,7 +107,7 @@ def train(args, runner_args, out=print):
     """Run (or resume) a training run from parsed arguments; returns the RunDir."""
     from mr_tl.jobs.round_runner import MapReduceRunner
 
-    hyper = Hyperparameters.from_options(args)
+    candidates = resolve(args.recipe, {name: getattr(args, name) for name in NAMES + ("candidates",)})
     schedule = Schedule(args.epochs, args.tasks, args.validate_every, args.early_stopping, args.stop_after_rounds,
                         args.round_retries)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
@@ -95,7 +115,8 @@ def train(args, runner_args, out=print):
     runner = MapReduceRunner(args.features, runner_args, args.work_dir or default_work_dir(args),
                              hadoop_bin=args.hadoop_bin, out=out)
     try:
-        return Trainer(runner, args.output, hyper, schedule, resume=args.resume, out=out).run_all()
+        return Trainer(runner, args.output, candidates, schedule, resume=args.resume, out=out,
+                       recipe=args.recipe or DEFAULT_RECIPE).run_all()
     except OSError as e:
         if not is_disk_full(e):
             raise

@@ -144,12 +144,12 @@ class MapReduceRunner(RoundRunner):
                            json.dumps(dict(wanted, files=names), indent=1) + "\n")
         self.worker_files = [storage.join(folder, n) for n in names]
 
-    def run_round(self, state, hyper, tasks, spec):
+    def run_round(self, state, candidates, tasks, spec):
         path = os.path.join(self._tmp, "state.npz")
         arrays = dict(state)
         arrays.update({RUN_PREFIX + k: v for k, v in self.run_arrays.items()})
         save_npz(path, {}, arrays)
-        args = ["--state", path, *hyper.to_args(), "--tasks", str(tasks), "--epoch", str(spec.epoch),
+        args = ["--state", path, *candidates.to_args(), "--tasks", str(tasks), "--epoch", str(spec.epoch),
                 "--first-batch", str(spec.first_batch), "--passes", str(spec.passes)]
         if spec.score:
             args.append("--score")

@@ -7,14 +7,16 @@ round records ``T <TAB> WORKER <TAB> <feature record>`` (a training example)
 and ``V <TAB> <feature record>`` (a validation example).  Each file holds
 whole workers and is read by one map task (``ONE_SPLIT_PER_FILE``).
 ``--state`` is the current state (.npz: parameters W, b; Nesterov velocity
-vW, vb; block-momentum arrays if used; ``run/*``: the run's worker sizes and
-normalization statistics), shipped to every task.
+vW, vb; block-momentum arrays if used; with several ``--candidates`` each
+candidate's arrays under ``c<i>/`` and ``dropped``; ``run/*``: the run's
+worker sizes and normalization statistics), shipped to every task.
 
 Mapper: collects its workers' examples (and, with ``--score``, its
 validation examples); at the end (mr_tl.training.round.run_task) scores the
 state on them with ``--score``, then for each worker visits its examples in
 the order of ``rng(seed, "shuffle", epoch, worker)``, runs minibatches
-``first_batch .. first_batch + K - 1`` from the state's start point, adds up
+``first_batch .. first_batch + K - 1`` from the state's start point (for
+each candidate still trained, on the same minibatches), adds up
 sibling workers of the averaging tree, and emits the tree nodes (parameters,
 optimizer state, example counts, per-minibatch losses) and its score counts.
 Combiner: adds up sibling nodes and score counts.  Reducer (one): completes
@@ -27,14 +29,14 @@ from mrjob.protocol import RawProtocol, RawValueProtocol
 from mrjob.step import MRStep
 
 from mr_tl import averaging
+from mr_tl.head import head_from_arrays
 from mr_tl.jobs.base import MRTLJob
 from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE
-from mr_tl.head import head_from_arrays
 from mr_tl.metrics import ScoreCounts
 from mr_tl.normalization import Normalizer
 from mr_tl.records import decode_arrays, encode_arrays, load_npz, parse_round_line
-from mr_tl.training.hyperparameters import Hyperparameters
-from mr_tl.training.round import RoundSpec, TaskExamples, add_scores, finish_round, run_task
+from mr_tl.training.hyperparameters import Candidates
+from mr_tl.training.round import RoundSpec, TaskExamples, add_scores, candidate_arrays, finish_round, run_task
 
 KEY = "round"
 RUN_PREFIX = "run/"   # arrays of the state file that belong to the run, not to the state
@@ -90,7 +92,7 @@ class MRTrainRound(MRTLJob):
     def configure_args(self):
         super().configure_args()
         self.add_file_arg("--state", help="current state (.npz) written by the train driver")
-        Hyperparameters.add_arguments(self.add_passthru_arg)
+        Candidates.add_arguments(self.add_passthru_arg)
         self.add_passthru_arg("--tasks", type=int, default=0,
                               help="round tasks the workers are spread over (default: one per worker)")
         self.add_passthru_arg("--epoch", type=int, default=0)
@@ -123,7 +125,8 @@ class MRTrainRound(MRTLJob):
 
     def mapper_init(self):
         arrays = self._state()
-        self.dim = head_from_arrays(arrays).n_features
+        n = len(Candidates.from_options(self.options))
+        self.dim = head_from_arrays(candidate_arrays(arrays, 0, n)).n_features
         self.examples = TaskExamples(self.dim, self._run_arrays.get("worker_sizes"))
 
     def mapper(self, _, line):
@@ -138,11 +141,11 @@ class MRTrainRound(MRTLJob):
 
     def mapper_final(self):
         """Output: ``round``, one line per tree node this task completed, and one of scores."""
-        hyper = Hyperparameters.from_options(self.options)
-        normalizer = Normalizer.from_arrays(hyper.normalization, self._run_arrays)
+        candidates = Candidates.from_options(self.options)
+        normalizer = Normalizer.from_arrays(candidates.shared.normalization, self._run_arrays)
         spec = self._spec()
         val = self.examples.val_arrays(normalizer) if spec.score else None
-        result = run_task(self._state(), self.examples.iter_workers(normalizer), val, hyper, spec)
+        result = run_task(self._state(), self.examples.iter_workers(normalizer), val, candidates, spec)
         for node, values in result.nodes:
             self.increment_counter("mr_tl", "examples trained", node.examples)
             yield KEY, encode_contribution(node, values)
@@ -175,7 +178,7 @@ class MRTrainRound(MRTLJob):
         """Input: contribution and score lines. Output: the next state and the scores, one line."""
         nodes, _, scores = self._decode(lines)
         spec = self._spec()
-        new_arrays, meta = finish_round(nodes, scores, self._state(), Hyperparameters.from_options(self.options),
+        new_arrays, meta = finish_round(nodes, scores, self._state(), Candidates.from_options(self.options),
                                         spec, self._run_arrays.get("worker_sizes"))
         yield None, encode_arrays(meta, new_arrays if spec.train else {})
 

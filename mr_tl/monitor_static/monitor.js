@@ -461,6 +461,14 @@
     for (const k of order.concat(Object.keys(t).filter((k) => !order.includes(k)).sort())) {
       if (k in t) rows.push([k.replace(/_/g, " "), k === "averaging_frequency" ? describeFrequency(t[k]) : t[k]]);
     }
+    if (c.recipe) rows.splice(1, 0, ["recipe", c.recipe]);
+    const candidates = c.candidates || [];
+    if (candidates.length > 1) {
+      rows.push(["Candidates (the best on validation is the head)"]);
+      for (const k of candidates) {
+        rows.push([`candidate ${k.index}`, ["lr", "l2", "momentum", "hidden"].map((n) => `${n} ${k[n]}`).join(", ")]);
+      }
+    }
     rows.push(["Schedule"]);
     rows.push(["epochs", c.epochs], ["rounds per epoch", c.rounds_per_epoch], ["rounds", c.rounds],
               ["validate every", c.validate_every ? `${c.validate_every} rounds` : "never"],

@@ -1,15 +1,31 @@
-"""The hyperparameters of a training run: one definition, with defaults, help and checks.
+"""The hyperparameters of a training run: one definition, with recipes, candidates, help and checks.
 
 The train command's flags, the round job's options, the run's ``config.json``,
 ``--resume``'s comparison and the benchmarks all come from :data:`FIELDS`.
-The defaults are the reference recipe (Deeplearning4j's
-ParameterAveragingTrainingMaster on Caltech-256): seed 42, Nesterovs lr 0.01
-momentum 0.8, batch 32 per worker, averaging every 5 minibatches.
+
+A *recipe* (:data:`RECIPES`, the one table of default values) gives every
+field a value; flags given on the command line override it
+(:func:`resolve`).  ``reference`` is Deeplearning4j's
+ParameterAveragingTrainingMaster on Caltech-256 (seed 42, Xavier, Nesterovs
+lr 0.01 momentum 0.8, batch 32 per worker, averaging every 5 minibatches,
+plain averaging, no normalization, no hidden layer) and never changes;
+``default`` (what ``python -m mr_tl.train`` uses without ``--recipe``) is what
+measures best.  :class:`Hyperparameters` (one head's values) takes the
+reference values as its defaults.
+
+*Candidates* (:class:`Grid`, :class:`Candidates`): a product grid over
+:data:`GRID_FIELDS` (``--candidates "lr=0.003,0.01,0.03 hidden=0,512"``);
+every candidate is trained side by side in the same round jobs, and the run
+keeps the best on validation.  Everything else (seed, workers, schedule,
+batch size, outer optimizer, normalization) is shared: it decides the data
+path and the minibatch order, which all candidates share.
 """
 
 import argparse
 import dataclasses
+import itertools
 import math
+import re
 from dataclasses import dataclass
 
 from mr_tl.errors import UsageError
@@ -69,25 +85,39 @@ def _optional_float(text):
     return None if text in (None, "", "None") else float(text)
 
 
+# The recipes: every field's value, and the candidate grid.  The one place defaults are defined.
+REFERENCE = dict(seed=42, workers=2, averaging_frequency=5, batch_size=32, lr=0.01, momentum=0.8, l2=0.0,
+                 outer_optimizer="average", block_momentum=None, block_lr=1.0, hidden=0, normalization="none",
+                 candidates="none")
+RECIPES = {
+    # DL4J's ParameterAveragingTrainingMaster (the README's reference result); never changes
+    "reference": REFERENCE,
+    # what measures best (the README's schedule table); the lead sets the final values here
+    "default": dict(REFERENCE, averaging_frequency="epoch", outer_optimizer="block-momentum",
+                    candidates="lr=0.003,0.01,0.03"),
+}
+DEFAULT_RECIPE = "default"
+
+
 FIELDS = (
-    Field("seed", int, 42, "seed of the initial weights, the worker of each example and the shuffles (default 42)"),
-    Field("workers", int, 2, "workers, i.e. parallel SGD replicas (default 2)"),
-    Field("averaging_frequency", parse_frequency, 5,
-          "minibatches per worker between averagings (default 5, as the reference); 'epoch' = once per pass "
-          "over each worker's examples; '2epochs', '4epochs' ... = after that many passes", metavar="K|epoch|Nepochs"),
-    Field("batch_size", int, 32, "minibatch size per worker (default 32)"),
-    Field("lr", float, 0.01, "learning rate (default 0.01)"),
-    Field("momentum", float, 0.8, "Nesterov momentum (default 0.8)"),
-    Field("l2", float, 0.0, "L2 regularization (default 0)"),
-    Field("outer_optimizer", str, "average", "what the reducer does with the workers' mean (default average)",
+    Field("seed", int, REFERENCE["seed"], "seed of the initial weights, the worker of each example and the "
+          "shuffles"),
+    Field("workers", int, REFERENCE["workers"], "workers, i.e. parallel SGD replicas"),
+    Field("averaging_frequency", parse_frequency, parse_frequency(REFERENCE["averaging_frequency"]),
+          "minibatches per worker between averagings; 'epoch' = once per pass over each worker's examples; "
+          "'2epochs', '4epochs' ... = after that many passes", metavar="K|epoch|Nepochs"),
+    Field("batch_size", int, REFERENCE["batch_size"], "minibatch size per worker"),
+    Field("lr", float, REFERENCE["lr"], "learning rate"),
+    Field("momentum", float, REFERENCE["momentum"], "Nesterov momentum"),
+    Field("l2", float, REFERENCE["l2"], "L2 regularization"),
+    Field("outer_optimizer", str, REFERENCE["outer_optimizer"], "what the reducer does with the workers' mean",
           choices=OUTER_OPTIMIZERS),
-    Field("block_momentum", _optional_float, None, "block momentum eta (default 1 - 1/workers)"),
-    Field("block_lr", float, 1.0, "block learning rate zeta (default 1)"),
-    Field("hidden", int, 0, "units of a hidden ReLU layer before the softmax (default 0: softmax only, as the "
-          "reference recipe)"),
-    Field("normalization", str, "none", "feature normalization fitted on the train split: none (the reference "
-          "recipe), zscore, or sqrt-l2-zscore (signed square root, unit L2 rows, z-score) (default none)",
-          choices=NORMALIZATIONS),
+    Field("block_momentum", _optional_float, REFERENCE["block_momentum"], "block momentum eta, with "
+          "--outer-optimizer block-momentum"),
+    Field("block_lr", float, REFERENCE["block_lr"], "block learning rate zeta"),
+    Field("hidden", int, REFERENCE["hidden"], "units of a hidden ReLU layer before the softmax (0: softmax only)"),
+    Field("normalization", str, REFERENCE["normalization"], "feature normalization fitted on the train split: "
+          "none, zscore, or sqrt-l2-zscore (signed square root, unit L2 rows, z-score)", choices=NORMALIZATIONS),
 )
 
 NAMES = tuple(f.name for f in FIELDS)
@@ -97,18 +127,19 @@ NAMES = tuple(f.name for f in FIELDS)
 class Hyperparameters:
     """What decides a run's result besides the data.  Checked on creation (:class:`UsageError`)."""
 
-    seed: int = 42
-    workers: int = 2
-    averaging_frequency: int = 5   # minibatches per round; 0 = one pass over each worker's examples; -N = N passes
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.8
-    l2: float = 0.0
-    outer_optimizer: str = "average"
-    block_momentum: float = None   # None: 1 - 1/workers with block momentum, 0 with plain averaging
-    block_lr: float = 1.0
-    hidden: int = 0
-    normalization: str = "none"
+    seed: int = REFERENCE["seed"]
+    workers: int = REFERENCE["workers"]
+    averaging_frequency: int = parse_frequency(REFERENCE["averaging_frequency"])   # minibatches per round;
+    # 0 = one pass over each worker's examples; -N = N passes
+    batch_size: int = REFERENCE["batch_size"]
+    lr: float = REFERENCE["lr"]
+    momentum: float = REFERENCE["momentum"]
+    l2: float = REFERENCE["l2"]
+    outer_optimizer: str = REFERENCE["outer_optimizer"]
+    block_momentum: float = REFERENCE["block_momentum"]   # None: 1 - 1/workers with block momentum, 0 with plain
+    block_lr: float = REFERENCE["block_lr"]
+    hidden: int = REFERENCE["hidden"]
+    normalization: str = REFERENCE["normalization"]
 
     def __post_init__(self):
         problems = []
@@ -143,11 +174,18 @@ class Hyperparameters:
     # -- the command line ----------------------------------------------------------
 
     @staticmethod
-    def add_arguments(add):
+    def add_arguments(add, recipe_defaults=False):
         """Declare every field as an option through ``add(flag, **kwargs)``: an argparse
-        ``parser.add_argument`` or an MRJob's ``add_passthru_arg``."""
+        ``parser.add_argument`` or an MRJob's ``add_passthru_arg``.
+
+        ``recipe_defaults``: every option defaults to None (not given: the recipe's value, see
+        :func:`resolve`) and its help names the recipes' values; otherwise the defaults are the
+        reference values (the round job, which is always given every value).
+        """
         for f in FIELDS:
-            kwargs = {"type": f.type, "default": f.default, "help": f.help}
+            kwargs = {"type": f.type, "default": None if recipe_defaults else f.default, "help": f.help}
+            if recipe_defaults:
+                kwargs["help"] += " (%s)" % recipe_values(f.name)
             if f.metavar:
                 kwargs["metavar"] = f.metavar
             if f.choices:
@@ -196,3 +234,218 @@ class Hyperparameters:
         if self.passes_per_round:
             return "one pass" if self.passes_per_round == 1 else "%d passes" % self.passes_per_round
         return "%d minibatches of %d" % (self.averaging_frequency, self.batch_size)
+
+
+def recipe_values(name):
+    """``reference 0.01, default 0.003,0.01,0.03`` (the help of option ``name``)."""
+    out = []
+    for recipe, values in RECIPES.items():
+        grid = Grid.parse(values["candidates"])
+        value = grid.values(name) if name in grid.names else values[name]
+        if isinstance(value, tuple):
+            value = ",".join(_text(v) for v in value)
+        out.append("%s: %s" % (recipe, "1 - 1/workers" if value is None and name == "block_momentum" else value))
+    return "; ".join(out)
+
+
+# -- candidates -----------------------------------------------------------------------------
+
+GRID_FIELDS = ("lr", "l2", "momentum", "hidden")   # what may differ between candidates, in axis order
+_FIELD = {f.name: f for f in FIELDS}
+
+
+def _text(value):
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A product grid over some of :data:`GRID_FIELDS`: ``axes = ((name, (value, ...)), ...)``.
+
+    Axes are kept in :data:`GRID_FIELDS` order, values in the order given;
+    candidate ``i`` is the ``i``-th element of the product, the first axis
+    varying slowest (``lr=a,b hidden=0,8``: (a, 0), (a, 8), (b, 0), (b, 8)).
+    The order matters: ties on validation go to the lower index.
+    """
+
+    axes: tuple = ()
+
+    @classmethod
+    def parse(cls, text):
+        """``"lr=0.003,0.01,0.03 l2=0,1e-4"``; ``none`` or empty: no grid.  Raises :class:`UsageError`."""
+        text = "" if text is None else re.sub(r"\s*([=,])\s*", r"\1", str(text).strip())
+        if text.lower() in ("", "none"):
+            return cls()
+        axes = {}
+        for part in text.split():
+            name, sep, values = part.partition("=")
+            name = name.replace("-", "_")
+            if not sep or not values:
+                raise UsageError("--candidates: expected NAME=V1,V2,... (e.g. lr=0.003,0.01,0.03), found %r" % part)
+            if name not in GRID_FIELDS:
+                raise UsageError("--candidates: %r cannot differ between candidates; only %s can (the others "
+                                 "decide the data path and the minibatch order, which all candidates share)"
+                                 % (name, ", ".join(GRID_FIELDS)))
+            if name in axes:
+                raise UsageError("--candidates: %s is given twice" % name)
+            parsed = []
+            for value in values.split(","):
+                try:
+                    value = _FIELD[name].type(value)
+                except ValueError:
+                    raise UsageError("--candidates: %s=%r is not a valid %s" % (name, value, name)) from None
+                if value in parsed:
+                    raise UsageError("--candidates: %s lists %s twice" % (name, _text(value)))
+                parsed.append(value)
+            axes[name] = tuple(parsed)
+        return cls(tuple((name, axes[name]) for name in GRID_FIELDS if name in axes))
+
+    @property
+    def names(self):
+        return tuple(name for name, _ in self.axes)
+
+    def values(self, name):
+        return dict(self.axes)[name]
+
+    @property
+    def text(self):
+        """The canonical form (config.json, the round job's option): ``none`` for no grid."""
+        return " ".join("%s=%s" % (name, ",".join(_text(v) for v in values)) for name, values in self.axes) \
+            or "none"
+
+    def __len__(self):
+        return math.prod(len(values) for _, values in self.axes)
+
+    def points(self):
+        """``[{name: value}]`` of every candidate, in candidate order."""
+        names = self.names
+        return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in self.axes))]
+
+    def without(self, names):
+        """The grid without the axes of ``names`` (values given on the command line win)."""
+        return Grid(tuple((n, v) for n, v in self.axes if n not in names))
+
+
+class Candidates:
+    """The heads a run trains side by side: shared values and a :class:`Grid` over the rest.
+
+    ``candidates[i]`` is candidate ``i``'s :class:`Hyperparameters`.  One candidate
+    (no grid, or one value per axis) is a run as before candidates existed:
+    the same state names, checkpoints and round-job options.
+    """
+
+    def __init__(self, shared, grid=Grid()):
+        points = grid.points()
+        if len(points) == 1:   # one value per axis: one candidate, those values shared
+            shared, grid = dataclasses.replace(shared, **points[0]), Grid()
+        self.grid = grid
+        # the shared values hold the first candidate's values of the grid's fields (always valid ones)
+        self.shared = dataclasses.replace(shared, **points[0]) if grid.axes else shared
+        self._each = [dataclasses.replace(self.shared, **point) for point in points] if grid.axes else [shared]
+
+    def __len__(self):
+        return len(self._each)
+
+    def __getitem__(self, index):
+        return self._each[index]
+
+    def __iter__(self):
+        return iter(self._each)
+
+    def point(self, index):
+        """``{name: value}`` of the grid's fields for candidate ``index`` (``{}`` without a grid)."""
+        return self.grid.points()[index] if self.grid.axes else {}
+
+    def describe(self, index):
+        """``lr=0.01 hidden=8``: what sets candidate ``index`` apart."""
+        return " ".join("%s=%s" % (k, _text(v)) for k, v in self.point(index).items())
+
+    # -- options and config.json -------------------------------------------------------
+
+    @staticmethod
+    def add_arguments(add, recipe_defaults=False):
+        """The fields' options and ``--candidates``: the grid as one text (the train command,
+        ``recipe_defaults``), or one axis per ``--candidates`` (the round job: no spaces in its
+        arguments, whatever shell or Hadoop streaming makes of them)."""
+        Hyperparameters.add_arguments(add, recipe_defaults)
+        if recipe_defaults:
+            add("--candidates", default=None, metavar="GRID",
+                help="train several heads side by side, a product grid over %s, e.g. \"lr=0.003,0.01,0.03 "
+                     "hidden=0,512\"; the best on validation is the run's head; 'none': one head (%s)"
+                     % (", ".join(GRID_FIELDS), recipe_values_of_grid()))
+        else:
+            add("--candidates", action="append", default=None, metavar="NAME=V1,V2,...",
+                help="one axis of the candidates' grid (repeated for each axis)")
+
+    @classmethod
+    def from_options(cls, options):
+        """The round job's options (every value given; the grid's axes, if any)."""
+        axes = getattr(options, "candidates", None)
+        return cls(Hyperparameters.from_options(options),
+                   Grid.parse(" ".join(axes) if isinstance(axes, list) else axes))
+
+    def to_args(self):
+        """The round job's options for these candidates."""
+        args = self.shared.to_args()
+        for name, values in self.grid.axes:
+            args += ["--candidates", "%s=%s" % (name, ",".join(_text(v) for v in values))]
+        return args
+
+    def to_dict(self):
+        """config.json's ``training``: every value, a list for a field the grid varies, and the grid."""
+        out = self.shared.to_dict()
+        for name, values in self.grid.axes:
+            out[name] = list(values)
+        out["candidates"] = self.grid.text
+        return out
+
+    @classmethod
+    def from_dict(cls, obj):
+        obj = dict(obj)
+        grid = Grid.parse(obj.pop("candidates", None))
+        for name in grid.names:
+            obj.pop(name, None)
+        return cls(Hyperparameters.from_dict(obj), grid)
+
+    def differences(self, other):
+        """``{name: (mine, theirs)}`` of the values that differ (the grid as a whole is ``candidates``)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {name: (mine.get(name), theirs.get(name)) for name in list(NAMES) + ["candidates"]
+                if mine.get(name) != theirs.get(name)}
+
+
+def recipe_values_of_grid():
+    return "; ".join("%s: %s" % (recipe, Grid.parse(values["candidates"]).text) for recipe, values in RECIPES.items())
+
+
+def as_candidates(hyper):
+    """``hyper`` as :class:`Candidates` (a bare :class:`Hyperparameters` is one candidate)."""
+    return hyper if isinstance(hyper, Candidates) else Candidates(hyper)
+
+
+def resolve(recipe=None, given=None):
+    """The run's :class:`Candidates` from a recipe and the values given on the command line.
+
+    ``given``: ``{field or "candidates": value or None}`` (None: not given).  A value given
+    for a field replaces the recipe's value, and the recipe's grid axis of that field
+    (``--lr 0.05`` trains one lr); a field both given and an axis of ``--candidates`` is
+    refused.
+    """
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    if recipe not in RECIPES:
+        raise UsageError("--recipe must be one of %s, found %r" % (", ".join(RECIPES), recipe))
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    explicit = {name: given[name] for name in NAMES if name in given}
+    if "candidates" in given:
+        grid = Grid.parse(given["candidates"])
+        both = [name for name in grid.names if name in explicit]
+        if both:
+            raise UsageError("%s and --candidates both give %s: give one"
+                             % (", ".join(flag(n) for n in both), ", ".join(both)))
+    else:
+        grid = Grid.parse(RECIPES[recipe]["candidates"]).without(explicit)
+    values = {}
+    for f in FIELDS:
+        value = explicit.get(f.name, RECIPES[recipe][f.name])
+        values[f.name] = f.type(value) if isinstance(value, str) and f.type is not str else value
+    return Candidates(Hyperparameters(**values), grid)

@@ -36,7 +36,9 @@ class InProcessRunner(RoundRunner):
             scan.add_record(record)
             seen[record.id] = seen.get(record.id, 0) + 1
         duplicates = sorted((i, n) for i, n in seen.items() if n > 1)
-        return scan, duplicates
+        # as the scan job hands it over: serialized, which adds the last (< 256) examples' moments
+        # (without it, normalization statistics missed them and differed from the jobs')
+        return FeatureScan.from_json(scan.to_json()), duplicates
 
     def prepare(self, hyper, tasks, scan, run_arrays):
         f = self.features
@@ -53,8 +55,9 @@ class InProcessRunner(RoundRunner):
         self.worker_sizes = [int(n) for n in run_arrays["worker_sizes"]]
         self.val = (normalizer.apply(f.X[val]) if len(val) else np.zeros((0, f.dim), np.float32), f.labels[val])
 
-    def run_round(self, state, hyper, tasks, spec):
-        results = [run_task(state, workers, self.val if t == 0 and spec.score else None, hyper, spec)
+    def run_round(self, state, candidates, tasks, spec):
+        results = [run_task(state, workers, self.val if t == 0 and spec.score else None, candidates, spec)
                    for t, workers in enumerate(self.tasks)]
         nodes = [node for r in results for node, _ in r.nodes]
-        return finish_round(nodes, add_scores(r.scores for r in results), state, hyper, spec, self.worker_sizes)
+        return finish_round(nodes, add_scores(r.scores for r in results), state, candidates, spec,
+                            self.worker_sizes)

@@ -14,6 +14,20 @@ start state, which is the state after round r, on the val split and on the
 training examples (so a validated round costs no extra job); the run's last
 validation is one score-only job.  A round's metrics line (and its progress
 line) is written when its validation has arrived.
+
+Candidates (several heads trained side by side, mr_tl.training.round) are
+chosen on validation: the best val accuracy (ties: the earlier round, then
+the lower index).  A run of several candidates validates at least after its last
+round (so it needs a val split).  Each metrics line then also holds
+``candidates`` (per candidate: losses, and val/train accuracy and loss when
+validated; ``dropped`` once it diverged) and ``best_candidate``; its
+top-level numbers (losses, loss, val_accuracy, ...) are that candidate's: the
+best on this line's validation, or, on a line without one, the best on the
+latest validation.  Without early stopping the head is the best candidate of
+the last round; with it, the best (round, candidate) of all validations.  A
+candidate whose parameters or losses become non-finite is dropped: frozen as
+it was after the round before, neither trained nor scored nor chosen;
+training stops only when no candidate is left.
 """
 
 import hashlib
@@ -30,9 +44,19 @@ from mr_tl.errors import FeatureError, RunError, TrainingError, UsageError
 from mr_tl.feature_scan import check
 from mr_tl.normalization import Normalizer
 from mr_tl.run import RunDir, atomic_write
-from mr_tl.training.hyperparameters import Hyperparameters
+from mr_tl.training.hyperparameters import GRID_FIELDS, Candidates, as_candidates
 from mr_tl.training.partition import rounds_per_epoch, schedule
-from mr_tl.training.round import RoundSpec, initial_state, param_names
+from mr_tl.training.round import (
+    DROPPED,
+    RoundSpec,
+    alive,
+    candidate_arrays,
+    dropped_in,
+    initial_state,
+    param_names,
+    prefix,
+    with_prefix,
+)
 
 # what a run directory holds (mr_tl.run); a folder with anything else is not taken for one
 RUN_FILES = {"config.json", "labels.json", "metrics.jsonl", "head.npz", "normalization.npz", "checkpoints", "data",
@@ -65,8 +89,9 @@ class RoundRunner:
         (worker sizes, normalization statistics) go with every round."""
         raise NotImplementedError
 
-    def run_round(self, state, hyper, tasks, spec):
-        """``(next state arrays, meta)`` of one round; raise RoundFailed for a retryable failure."""
+    def run_round(self, state, candidates, tasks, spec):
+        """``(next state arrays, meta)`` of one round of :class:`Candidates` ``candidates``; raise
+        RoundFailed for a retryable failure."""
         raise NotImplementedError
 
     def describe(self):
@@ -83,7 +108,8 @@ class Schedule:
 
     epochs: int = 10
     tasks: int = 0                # round tasks the workers are spread over; 0 = one per worker
-    validate_every: int = 0       # validate every N rounds (and after the last); 0 = never
+    validate_every: int = 0       # validate every N rounds (and after the last); 0 = never (with candidates:
+    #                               after the last round only)
     early_stopping: int = 0       # stop after this many validations without a better val accuracy
     stop_after_rounds: int = 0    # stop after N rounds of this invocation, without a head
     round_retries: int = 2        # run a failed round job again up to this many times
@@ -117,10 +143,14 @@ def mean_losses(losses_by_worker):
 class Trainer:
     """One invocation of training: ``Trainer(...).run()`` (see the module docstring)."""
 
-    def __init__(self, runner, run_dir, hyper, schedule=Schedule(), resume=False, out=print):
+    def __init__(self, runner, run_dir, hyper, schedule=Schedule(), resume=False, out=print, recipe=None):
+        """``hyper``: :class:`Candidates` (or one :class:`Hyperparameters`); ``recipe``: the name
+        of the recipe they were resolved from, for config.json."""
         self.runner = runner
         self.run = RunDir(run_dir) if isinstance(run_dir, str) else run_dir
-        self.hyper = hyper
+        self.candidates = as_candidates(hyper)
+        self.hyper = self.candidates.shared   # what all candidates share
+        self.recipe = recipe
         self.schedule = schedule
         self.resume = resume
         self.out = out
@@ -143,6 +173,12 @@ class Trainer:
             raise FeatureError("--validate-every needs a val split, but it is empty")
         if h.workers > self.counts["train"]:
             raise FeatureError("%d workers but only %d training examples" % (h.workers, self.counts["train"]))
+        if len(self.candidates) > 1 and self.counts["val"] == 0:
+            raise FeatureError("%d candidates (%s) are chosen on the val split, but it is empty: give features "
+                               "with a val split, or train one head (--candidates none, or one value each, "
+                               "e.g. --%s %s)" % (len(self.candidates), self.candidates.grid.text,
+                                                  self.candidates.grid.names[0],
+                                                  getattr(self.hyper, self.candidates.grid.names[0])))
         self.tasks = s.tasks or h.workers
         if not 1 <= self.tasks <= h.workers:
             raise UsageError("--tasks must be between 1 and --workers (%d)" % h.workers)
@@ -164,14 +200,16 @@ class Trainer:
                 raise RunError("%s already holds a run (use --resume to continue it, or another -o)" % run.path)
             previous = run.read_config()
             try:
-                before = Hyperparameters.from_dict(previous["training"])
+                before = Candidates.from_dict(previous["training"])
             except (KeyError, TypeError, ValueError, UsageError) as e:
                 raise RunError("%s/config.json is not a configuration of this version of mr_tl: %s"
                                % (run.path, e)) from None
-            changed = before.differences(self.hyper)
+            changed = before.differences(self.candidates)
             if changed:
-                raise RunError("cannot resume: the configuration differs from the run's: %s" % ", ".join(
-                    "%s was %r, now %r" % (k, a, b) for k, (a, b) in sorted(changed.items())))
+                hint = "" if "recipe" in previous else (
+                    " (the run was made before recipes, with the reference recipe's values: add --recipe reference)")
+                raise RunError("cannot resume: the configuration differs from the run's: %s%s" % (", ".join(
+                    "%s was %r, now %r" % (k, a, b) for k, (a, b) in sorted(changed.items())), hint))
             features = previous.get("features", {})
             if features.get("fingerprint") != self.fingerprint:
                 raise RunError("cannot resume: the training features differ from the run's (%s examples, "
@@ -202,27 +240,37 @@ class Trainer:
         its run key differs, or (a checkpoint without one) its head has another shape."""
         path = self.run.checkpoint_path(round_number)
         key = meta.get("run") if isinstance(meta, dict) else None
+        # the first candidate's first layer: D x C (or D x hidden), and its last bias: C
+        first = candidate_arrays(arrays, 0, len(self.candidates))
+        first_w = first.get("W1", first.get("W"))
+        shape = getattr(first_w, "shape", None)
         if key is not None and key != self.run_key:
             why = "it was written by a run of other features or another configuration"
-        elif key is None and (getattr(arrays.get("W"), "shape", None) != (self.dim, len(self.classes))
-                              or getattr(arrays.get("b"), "shape", None) != (len(self.classes),)):
-            why = "its head is %s, this run's is %dx%d" % (
-                "x".join(str(n) for n in getattr(arrays.get("W"), "shape", ())) or "missing", self.dim,
-                len(self.classes))
+        elif key is None and (shape is None or shape[0] != self.dim
+                              or getattr(first.get("b"), "shape", None) != (len(self.classes),)):
+            why = "its head is %s, this run's takes %d features to %d classes" % (
+                "x".join(str(n) for n in shape or ()) or "missing", self.dim, len(self.classes))
         else:
             return
         raise RunError("%s does not belong to the run in %s: %s; remove it (and its .sha256) to continue "
                        "from the run's own checkpoints" % (path, self.run.path, why))
 
     def needs_validation(self, round_number):
+        """Every ``validate_every`` rounds and after the last; after the last one anyway with candidates."""
         every = self.schedule.validate_every
-        return bool(every) and round_number > 0 and (round_number % every == 0
-                                                     or round_number == self.total_rounds)
+        if round_number <= 0:
+            return False
+        if round_number == self.total_rounds:
+            return bool(every) or len(self.candidates) > 1
+        return bool(every) and round_number % every == 0
 
     def write_config(self):
-        run, h = self.run, self.hyper
+        run = self.run
         self.config = {
-            "training": h.to_dict(),
+            "recipe": self.recipe,
+            "training": self.candidates.to_dict(),
+            "candidates": [dict({name: getattr(c, name) for name in GRID_FIELDS}, index=i)
+                           for i, c in enumerate(self.candidates)],
             "epochs": self.schedule.epochs, "tasks": self.tasks, "rounds_per_epoch": self.per_epoch,
             "rounds": self.total_rounds,
             "validate_every": self.schedule.validate_every, "early_stopping": self.schedule.early_stopping,
@@ -248,7 +296,7 @@ class Trainer:
         attempts = self.schedule.round_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return self.runner.run_round(self.arrays, self.hyper, self.tasks, spec)
+                return self.runner.run_round(self.arrays, self.candidates, self.tasks, spec)
             except RoundFailed as e:
                 # A round is a pure function of (state, data, round): running it
                 # again after a lost task gives the same bits.
@@ -259,18 +307,133 @@ class Trainer:
                 self.out("round %d failed (%s); running it again (attempt %d of %d)"
                          % (round_number, e, attempt + 1, attempts))
 
+    # -- candidates: losses, divergence, the choice ----------------------------------------------
+
+    def _losses(self, losses_by_worker):
+        """``{candidate: per-minibatch losses}`` of the candidates trained in a round (from its meta)."""
+        n = len(self.candidates)
+        if n == 1:
+            return {0: mean_losses({int(w): l for w, l in losses_by_worker.items()})}
+        # a worker without examples reports [] (an empty leaf)
+        return {i: mean_losses({int(w): ls.get(str(i), []) if isinstance(ls, dict) else ls
+                                for w, ls in losses_by_worker.items()})
+                for i in alive(self.arrays, n)}
+
+    def _drop_diverged(self, new_arrays, losses, round_number):
+        """``new_arrays`` with every candidate that diverged in ``round_number`` dropped (its arrays as
+        before the round); raises :class:`TrainingError` when no candidate is left."""
+        n = len(self.candidates)
+        diverged = {}
+        for i, mine in losses.items():
+            mine_arrays = candidate_arrays(new_arrays, i, n)
+            names = param_names(mine_arrays)   # the parameters first, then velocities, then the outer state
+            order = names + ["v" + m for m in names] + sorted(set(mine_arrays) - set(names) - {"v" + m for m in names})
+            bad = [name for name in order if not np.all(np.isfinite(mine_arrays[name]))]
+            if bad or not all(math.isfinite(x) for x in mine):
+                diverged[i] = "loss %s, non-finite %s" % (mine[-1] if mine else "?", ", ".join(bad) or "losses")
+        if not diverged:
+            return new_arrays
+        if len(diverged) == len(losses):
+            if n == 1:
+                raise TrainingError("training diverged in round %d (%s); the last good checkpoint (round %d) is "
+                                    "kept; try a lower --lr" % (round_number, diverged[0], round_number - 1))
+            raise TrainingError("training diverged in round %d: no candidate is left (%s); the last good "
+                                "checkpoint (round %d) is kept; try lower learning rates"
+                                % (round_number, "; ".join("candidate %d (%s): %s" % (i, self.candidates.describe(i),
+                                                                                      why)
+                                                           for i, why in sorted(diverged.items())),
+                                   round_number - 1))
+        new_arrays = dict(new_arrays)
+        dropped = dropped_in(new_arrays, n).copy()
+        for i, why in sorted(diverged.items()):
+            new_arrays.update(with_prefix(candidate_arrays(self.arrays, i, n), prefix(i, n)))
+            dropped[i] = round_number
+            self.out("candidate %d (%s) diverged in round %d (%s): dropped; it stays as after round %d, is not "
+                     "trained further and cannot be chosen" % (i, self.candidates.describe(i), round_number, why,
+                                                              round_number - 1))
+        new_arrays[DROPPED] = dropped
+        return new_arrays
+
+    def _candidate_entries(self, losses):
+        """The ``candidates`` of a metrics line: per candidate its losses (None where not finite), and
+        ``dropped`` (the round it diverged in) once dropped."""
+        dropped = dropped_in(self.arrays, len(self.candidates))
+        entries = []
+        for i in range(len(self.candidates)):
+            entry = {"candidate": i}
+            if i in losses:
+                finite = all(math.isfinite(x) for x in losses[i])
+                entry["losses"] = [x if math.isfinite(x) else None for x in losses[i]]
+                entry["loss"] = float(np.mean(losses[i])) if losses[i] and finite else None
+            if dropped[i]:
+                entry["dropped"] = int(dropped[i])
+            entries.append(entry)
+        return entries
+
+    def _choice(self):
+        """``(val accuracy, round, candidate)``: the best of all validations so far among the candidates
+        not dropped (ties: the earlier round, then the lower index), or None."""
+        dropped = dropped_in(self.arrays, len(self.candidates))
+        best = None
+        for round_number, accuracies in self.history:
+            for i in sorted(accuracies):
+                if not dropped[i] and (best is None or accuracies[i] > best[0]):
+                    best = (accuracies[i], round_number, i)
+        return best
+
+    def _best_of(self, accuracies):
+        """The best candidate not dropped among ``{candidate: val accuracy}`` (ties: the lower index), or None."""
+        dropped = dropped_in(self.arrays, len(self.candidates))
+        mine = [i for i in accuracies if not dropped[i]]
+        return max(mine, key=lambda i: (accuracies[i], -i)) if mine else None
+
+    def _leader(self):
+        """The candidate whose numbers a metrics line shows: the best on the latest validation (among
+        those not dropped), before any validation the first candidate left."""
+        for _, accuracies in reversed(self.history):
+            best = self._best_of(accuracies)
+            if best is not None:
+                return best
+        return alive(self.arrays, len(self.candidates))[0]
+
+    def _read_history(self, records):
+        """``[(round, {candidate: val accuracy})]`` of the validated metrics lines."""
+        self.history = []
+        for m in records:
+            if m.get("val_accuracy") is None:
+                continue
+            if len(self.candidates) == 1:
+                accuracies = {0: m["val_accuracy"]}
+            else:
+                accuracies = {int(c["candidate"]): c["val_accuracy"] for c in m.get("candidates", [])
+                              if c.get("val_accuracy") is not None}
+            self.history.append((m["round"], accuracies))
+
+    # -- the rounds -----------------------------------------------------------------------
+
     def _finish_record(self, record, scores):
         """Add the validation of ``record``'s round; returns whether training should stop early."""
-        val, train = scores["val"], scores["train"]
-        record.update({"val_accuracy": val["correct"] / val["examples"] if val["examples"] else 0.0,
-                       "val_loss": _loss(val), "train_accuracy": train["correct"] / train["examples"],
-                       "train_loss": _loss(train)})
-        best = self.best
-        if record["val_accuracy"] > best["accuracy"]:
-            self.best = {"accuracy": record["val_accuracy"], "round": record["round"], "waited": 0}
-            return False
-        best["waited"] += 1
-        return bool(self.schedule.early_stopping) and best["waited"] >= self.schedule.early_stopping
+        n = len(self.candidates)
+        found = {}
+        for i in range(n):
+            p = prefix(i, n)
+            if p + "val" not in scores:
+                continue   # dropped: not scored
+            val, train = scores[p + "val"], scores[p + "train"]
+            found[i] = {"val_accuracy": val["correct"] / val["examples"] if val["examples"] else 0.0,
+                        "val_loss": _loss(val), "train_accuracy": train["correct"] / train["examples"],
+                        "train_loss": _loss(train)}
+        best = max(found, key=lambda i: (found[i]["val_accuracy"], -i))
+        record.update(found[best])
+        if n > 1:
+            for i, numbers in found.items():
+                record["candidates"][i].update(numbers)
+            record["best_candidate"] = best
+            record["losses"], record["loss"] = record["candidates"][best]["losses"], record["candidates"][best]["loss"]
+        self.history.append((record["round"], {i: numbers["val_accuracy"] for i, numbers in found.items()}))
+        choice = self._choice()
+        waited = sum(1 for round_number, _ in self.history if round_number > choice[1])
+        return bool(self.schedule.early_stopping) and waited >= self.schedule.early_stopping
 
     def _emit(self, record):
         """Append ``record`` to metrics.jsonl and print its progress line."""
@@ -280,6 +443,9 @@ class Trainer:
             float("nan") if record["loss"] is None else record["loss"])
         if "val_accuracy" in record:
             line += "  val acc %.4f" % record["val_accuracy"]
+            if len(self.candidates) > 1:
+                line += "  best: candidate %d (%s)" % (record["best_candidate"],
+                                                       self.candidates.describe(record["best_candidate"]))
         recent = self.durations[-10:]
         eta = (self.total_rounds - record["round"]) * sum(recent) / len(recent) if recent else 0.0
         self.out("%s  %.1f s/round  ETA %s" % (line, record.get("seconds", 0.0), fmt_seconds(eta)))
@@ -306,18 +472,17 @@ class Trainer:
                 pending = None
                 if stop_early:
                     break   # round r + 1 is not kept: the run stops at round r, as if validated at once
-            losses = mean_losses({int(w): l for w, l in meta["losses"].items()})
-            bad = [name for name, a in new_arrays.items() if not np.all(np.isfinite(a))]
-            if bad or not all(math.isfinite(x) for x in losses):
-                raise TrainingError("training diverged in round %d (loss %s, non-finite %s); the last good "
-                                    "checkpoint (round %d) is kept; try a lower --lr"
-                                    % (r + 1, losses[-1] if losses else "?", ", ".join(bad) or "losses", r))
-            self.arrays = new_arrays
-            self.iteration += len(losses)
+            losses = self._losses(meta["losses"])
+            self.arrays = self._drop_diverged(new_arrays, losses, r + 1)
+            leader = self._leader()
+            self.iteration += len(losses[leader])
             self.durations.append(seconds)
-            record = {"round": r + 1, "epoch": epoch + passes, "iteration": self.iteration, "losses": losses,
-                      "loss": float(np.mean(losses)) if losses else None, "examples": meta["examples"],
-                      "seconds": round(seconds, 3)}
+            record = {"round": r + 1, "epoch": epoch + passes, "iteration": self.iteration, "losses": losses[leader],
+                      "loss": float(np.mean(losses[leader])) if losses[leader] else None,
+                      "examples": meta["examples"], "seconds": round(seconds, 3)}
+            if len(self.candidates) > 1:
+                record["best_candidate"] = leader
+                record["candidates"] = self._candidate_entries(losses)
             # the checkpoint holds only what is deterministic (no timings): same run, same bytes
             run.write_checkpoint(r + 1, {"round": r + 1, "epoch": epoch + passes, "iteration": self.iteration,
                                          "metrics": {k: v for k, v in record.items() if k != "seconds"},
@@ -338,8 +503,11 @@ class Trainer:
             stop_early = self._finish_record(pending, meta["scores"]) or stop_early
             self._emit(pending)
         if stop_early:
-            self.out("early stopping: no better validation accuracy for %d validations; best was round %d (%.4f)"
-                     % (self.schedule.early_stopping, self.best["round"], self.best["accuracy"]))
+            accuracy, best_round, best = self._choice()
+            self.out("early stopping: no better validation accuracy for %d validations; best was round %d (%.4f)%s"
+                     % (self.schedule.early_stopping, best_round, accuracy,
+                        ", candidate %d (%s)" % (best, self.candidates.describe(best))
+                        if len(self.candidates) > 1 else ""))
         return True
 
     # -- the whole invocation ------------------------------------------------------------------
@@ -361,7 +529,7 @@ class Trainer:
         self.runner.prepare(h, self.tasks, self.scan, self.run_arrays())
         self.write_config()
         if self.arrays is None:
-            self.arrays = initial_state(self.dim, len(self.classes), h)
+            self.arrays = initial_state(self.dim, len(self.classes), self.candidates)
             run.write_checkpoint(0, {"round": 0, "epoch": 0, "iteration": 0, "run": self.run_key}, self.arrays)
             run.rewrite_metrics([])
             self.start_meta = {}
@@ -377,31 +545,48 @@ class Trainer:
                 kept.append(self.start_meta["metrics"])
             run.rewrite_metrics(kept)
         self.iteration = self.start_meta.get("iteration", 0) if self.start_meta else 0
-        self.best = {"accuracy": -1.0, "round": self.start_round, "waited": 0}
-        for m in run.read_metrics():
-            if m.get("val_accuracy") is not None and m["val_accuracy"] > self.best["accuracy"]:
-                self.best = {"accuracy": m["val_accuracy"], "round": m["round"], "waited": 0}
-            elif m.get("val_accuracy") is not None:
-                self.best["waited"] += 1
+        self._read_history(run.read_metrics())
+        n = len(self.candidates)
         self.out("training %d -> %d classes: %d examples on %d workers (%s per round), %d rounds (%d epochs%s), "
-                 "runner %s" % (self.dim, len(self.classes), self.counts["train"], h.workers, h.describe_schedule(),
-                                self.total_rounds, self.schedule.epochs,
-                                " x %d" % self.per_epoch if h.passes_per_round <= 1 else "",
-                                self.runner.name))
+                 "%srunner %s" % (self.dim, len(self.classes), self.counts["train"], h.workers, h.describe_schedule(),
+                                  self.total_rounds, self.schedule.epochs,
+                                  " x %d" % self.per_epoch if h.passes_per_round <= 1 else "",
+                                  "%d candidates (%s), " % (n, self.candidates.grid.text) if n > 1 else "",
+                                  self.runner.name))
         finished = self.rounds()
         if not finished:
             return run
-        final_round = self.last_checkpoint
-        if self.schedule.early_stopping and self.best["round"] > 0:
-            final_round = self.best["round"]
+        final_round, chosen = self._final_choice()
+        n = len(self.candidates)
         meta, arrays = run.load_checkpoint(final_round)
         self.check_own_checkpoint(final_round, meta, arrays)
+        arrays = candidate_arrays(arrays, chosen, n)
         head_meta = {"classes": self.classes, "n_features": self.dim, "round": final_round,
-                     "features": self.config["features"], "training": h.to_dict(),
+                     "features": self.config["features"], "training": self.candidates[chosen].to_dict(),
                      "normalization": self.normalizer.kind}
+        if n > 1:
+            accuracies = dict(self.history).get(final_round, {})
+            head_meta["candidate"] = dict(self.candidates.point(chosen), index=chosen, of=n,
+                                          grid=self.candidates.grid.text, recipe=self.recipe,
+                                          val_accuracy=accuracies.get(chosen))
+            self.out("chose candidate %d of %d (%s) on validation: %s" % (
+                chosen, n, self.candidates.describe(chosen), ", ".join(
+                    "%d %s" % (i, "dropped in round %d" % r if r else "%.4f" % accuracies[i] if i in accuracies
+                               else "-")
+                    for i, r in enumerate(dropped_in(self.arrays, n)))))
         run.write_head({name: arrays[name] for name in param_names(arrays)}, head_meta, self.normalizer.arrays())
         self.out("done in %s: %s/head.npz (round %d)" % (fmt_seconds(time.time() - started), run.path, final_round))
         return run
+
+    def _final_choice(self):
+        """``(round, candidate)`` of the run's head: with early stopping the best of all validations, else
+        the best candidate on the last round's validation (the only one without validation)."""
+        choice = self._choice()
+        if self.schedule.early_stopping and choice is not None:
+            return choice[1], choice[2]
+        accuracies = dict(self.history).get(self.last_checkpoint, {})
+        best = self._best_of(accuracies)
+        return self.last_checkpoint, best if best is not None else self._leader()
 
 
 def run_key(hyper, fingerprint, dim, classes):

@@ -11,6 +11,20 @@ apply the outer optimizer, add up the scores.
 The map tasks of a MapReduce round (mr_tl.jobs.train_round) and the
 in-process runner (mr_tl.training.in_process) call exactly these functions,
 so both give the same bits, whatever the number of tasks.
+
+**Candidates** (mr_tl.training.hyperparameters.Candidates): several heads
+trained side by side on the same minibatches.  With one candidate the state
+holds today's names (``W``, ``b``, ``vW``, ``vb``, ``start_W``, ``G_W``, ...);
+with N > 1 candidate ``i``'s arrays carry the prefix ``c<i>/`` (``c3/W``,
+``c3/vW``, ``c3/start_W`` ...) and the state holds ``dropped`` (int64, one per
+candidate: 0 while it trains, else the round in which it diverged; it is
+then frozen at its last finite state, neither trained nor scored).  Every
+candidate goes through exactly the arithmetic of a run of its own: worker
+leaves, the averaging tree and the outer optimizer work name by name, so a
+candidate's arrays equal, bit for bit, those of a one-candidate run with its
+hyperparameters.  Scores are named ``val``/``train`` (one candidate) or
+``c<i>/val``/``c<i>/train``; per-minibatch losses are ``{worker: [..]}`` or
+``{worker: {"<i>": [..]}}``.
 """
 
 from dataclasses import dataclass, field
@@ -20,6 +34,7 @@ import numpy as np
 from mr_tl import averaging
 from mr_tl.head import Nesterovs, epoch_order, head_from_arrays, new_head, run_minibatches
 from mr_tl.metrics import ScoreCounts, score_head
+from mr_tl.training.hyperparameters import as_candidates
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,36 @@ def param_names(arrays):
     return [name for name in ("W1", "b1", "W", "b") if name in arrays]
 
 
+DROPPED = "dropped"   # state array of a run with several candidates (see the module docstring)
+
+
+def prefix(index, n_candidates):
+    """The prefix of candidate ``index``'s arrays: none for a single candidate, else ``c<index>/``."""
+    return "c%d/" % index if n_candidates > 1 else ""
+
+
+def candidate_arrays(arrays, index, n_candidates):
+    """Candidate ``index``'s arrays of a state, without their prefix."""
+    if n_candidates == 1:
+        return arrays
+    p = prefix(index, n_candidates)
+    return {name[len(p):]: value for name, value in arrays.items() if name.startswith(p)}
+
+
+def with_prefix(arrays, p):
+    return {p + name: value for name, value in arrays.items()}
+
+
+def dropped_in(arrays, n_candidates):
+    """``dropped`` of a state: per candidate 0 (training) or the round it diverged in."""
+    return arrays[DROPPED] if DROPPED in arrays else np.zeros(n_candidates, dtype=np.int64)
+
+
+def alive(arrays, n_candidates):
+    """The candidates still trained and scored, in index order."""
+    return [i for i, r in enumerate(dropped_in(arrays, n_candidates)) if not r]
+
+
 def start_point(arrays):
     """Where workers start: the block-momentum look-ahead if there is one, else the parameters."""
     names = param_names(arrays)
@@ -152,30 +197,40 @@ class TaskResult:
     scores: dict = field(default_factory=dict)       # {"val": ScoreCounts, "train": ScoreCounts}
 
 
-def run_task(arrays, workers, val, hyper, spec):
+def run_task(arrays, workers, val, candidates, spec):
     """One round task: score the start state (``spec.score``), run local SGD per worker (``spec.train``).
 
     ``workers``: ``(worker, X, y)`` of each worker the task holds, rows in id order and
     normalized; ``val``: ``(X, y)`` of its validation examples (or None when not scoring).
+    ``candidates``: :class:`Candidates` (or one :class:`Hyperparameters`); each candidate
+    still trained runs on every worker's minibatches, one after the other.
     """
+    candidates = as_candidates(candidates)
+    n = len(candidates)
+    trained = [(i, prefix(i, n), candidates[i], candidate_arrays(arrays, i, n)) for i in alive(arrays, n)]
     result = TaskResult()
-    head = head_from_arrays(arrays)
+    heads = {i: head_from_arrays(sub) for i, _, _, sub in trained} if spec.score else {}
     if spec.score:
-        result.scores = {"val": ScoreCounts(), "train": ScoreCounts()}
-        if val is not None:
-            result.scores["val"].add(score_head(head, *val))
+        for i, p, _, _ in trained:
+            result.scores[p + "val"], result.scores[p + "train"] = ScoreCounts(), ScoreCounts()
+            if val is not None:
+                result.scores[p + "val"].add(score_head(heads[i], *val))
     leaves, values_of = [], {}
     for worker, X, y in workers:
         if not len(y):
             continue   # an empty worker (possible with few examples per worker): see finish_round
         if spec.score:
-            result.scores["train"].add(score_head(head, X, y))
+            for i, p, _, _ in trained:
+                result.scores[p + "train"].add(score_head(heads[i], X, y))
         if spec.train:
-            n, values, losses = worker_round(arrays, X, y, worker, hyper, spec)
-            leaves.append(averaging.leaf(worker, n, values, losses))
+            values, losses, examples = {}, {}, 0
+            for i, p, hyper, sub in trained:
+                examples, candidate_values, losses[str(i)] = worker_round(sub, X, y, worker, hyper, spec)
+                values.update(with_prefix(candidate_values, p))
+            leaves.append(averaging.leaf(worker, examples, values, losses if n > 1 else losses["0"]))
             values_of[(0, worker)] = values
     # siblings held by this task are added up here (what a combiner would do)
-    for node in averaging.merge(leaves, hyper.workers):
+    for node in averaging.merge(leaves, candidates[0].workers):
         result.nodes.append((node, values_of.get((node.level, node.index))))
     return result
 
@@ -189,58 +244,88 @@ def add_scores(parts):
     return total
 
 
-def finish_round(contributions, scores, arrays, hyper, spec, worker_sizes=None):
+def finish_round(contributions, scores, arrays, candidates, spec, worker_sizes=None):
     """The reducer: ``(next state arrays, meta)`` from the round's contributions and score parts.
 
     A worker with no examples (``worker_sizes``) has no task to speak for it: it
     joins the tree as an empty leaf.  A score-only round (``spec.train`` false)
-    returns the state unchanged.
+    returns the state unchanged; so does a round for a dropped candidate's arrays.
     """
+    candidates = as_candidates(candidates)
+    n = len(candidates)
+    workers = candidates[0].workers
     meta = {}
     new_arrays = arrays
     if spec.train:
+        trained = alive(arrays, n)
         contributions = list(contributions)
         if worker_sizes is not None:
-            shapes = {name: arrays[name].shape for n in param_names(arrays) for name in (n, "v" + n)}
-            contributions += [averaging.empty_leaf(w, shapes) for w, n in enumerate(worker_sizes) if not n]
-        merged = averaging.merge(contributions, hyper.workers)
+            shapes = {}
+            for i in trained:
+                sub, p = candidate_arrays(arrays, i, n), prefix(i, n)
+                shapes.update({p + name: sub[name].shape for m in param_names(sub) for name in (m, "v" + m)})
+            contributions += [averaging.empty_leaf(w, shapes) for w, n_w in enumerate(worker_sizes) if not n_w]
+        merged = averaging.merge(contributions, workers)
         if len(merged) != 1:
             have = sorted(w for c in merged for w in c.losses)
-            raise ValueError("round is missing workers: have %s of %d" % (have, hyper.workers))
+            raise ValueError("round is missing workers: have %s of %d" % (have, workers))
         root = merged[0]
-        mean = averaging.mean_of(root, hyper.workers)
-        outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr,
-                                         hyper.workers, param_names(arrays))
-        new_arrays, outer_arrays = outer.apply(mean, arrays)
-        new_arrays.update(outer_arrays)
+        new_arrays = {}
+        # A diverged candidate's infinities are reported by the driver's finiteness check,
+        # not as warnings (see worker_round).
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mean = averaging.mean_of(root, workers)
+            for i in range(n):
+                p, sub = prefix(i, n), candidate_arrays(arrays, i, n)
+                if i not in trained:
+                    new_arrays.update(with_prefix(sub, p))   # frozen where it diverged
+                    continue
+                hyper = candidates[i]
+                outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr,
+                                                 hyper.workers, param_names(sub))
+                mine = mean if n == 1 else candidate_arrays(mean, i, n)
+                params, outer_arrays = outer.apply(mine, sub)
+                params.update(outer_arrays)
+                new_arrays.update(with_prefix(params, p))
+        if n > 1:
+            new_arrays[DROPPED] = dropped_in(arrays, n)
         meta = {"examples": root.examples, "losses": {str(w): l for w, l in sorted(root.losses.items())}}
     if spec.score:
         meta["scores"] = {name: counts.to_meta() for name, counts in sorted(scores.items())}
     return new_arrays, meta
 
 
-def initial_state(n_features, n_classes, hyper):
-    """Round 0: Xavier-initialised head, zero velocity, the outer optimizer's state."""
-    head = new_head(n_features, n_classes, hyper.seed, hyper.hidden)
-    arrays = dict(head.params())
-    arrays.update(Nesterovs(hyper.lr, hyper.momentum).init_state(head))
-    outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr, hyper.workers,
-                                     head.PARAMS)
-    arrays.update(outer.initial_state(arrays))
-    return arrays
+def initial_state(n_features, n_classes, candidates):
+    """Round 0: Xavier-initialised heads, zero velocity, the outer optimizer's state (per candidate)."""
+    candidates = as_candidates(candidates)
+    n = len(candidates)
+    state = {}
+    for i, hyper in enumerate(candidates):
+        head = new_head(n_features, n_classes, hyper.seed, hyper.hidden)
+        arrays = dict(head.params())
+        arrays.update(Nesterovs(hyper.lr, hyper.momentum).init_state(head))
+        outer = averaging.OuterOptimizer(hyper.outer_optimizer, hyper.block_momentum, hyper.block_lr,
+                                         hyper.workers, head.PARAMS)
+        arrays.update(outer.initial_state(arrays))
+        state.update(with_prefix(arrays, prefix(i, n)))
+    if n > 1:
+        state[DROPPED] = np.zeros(n, dtype=np.int64)
+    return state
 
 
-def simulate_round(arrays, worker_data, hyper, spec, val=None, tasks=1):
+def simulate_round(arrays, worker_data, candidates, spec, val=None, tasks=1):
     """A whole round in this process: ``worker_data[w] = (X, y)`` in id order; ``val = (X, y)`` or None.
 
     ``tasks`` spreads the workers over that many simulated tasks (it does not change the result).
     """
     from mr_tl.training.partition import task_of_worker
 
+    candidates = as_candidates(candidates)
+    workers = candidates[0].workers
     results = []
     for task in range(tasks):
-        mine = [(w, X, y) for w, (X, y) in enumerate(worker_data) if task_of_worker(w, hyper.workers, tasks) == task]
-        results.append(run_task(arrays, mine, val if task == 0 else None, hyper, spec))
+        mine = [(w, X, y) for w, (X, y) in enumerate(worker_data) if task_of_worker(w, workers, tasks) == task]
+        results.append(run_task(arrays, mine, val if task == 0 else None, candidates, spec))
     nodes = [node for r in results for node, _ in r.nodes]
     sizes = [len(y) for _, y in worker_data]
-    return finish_round(nodes, add_scores(r.scores for r in results), arrays, hyper, spec, sizes)
+    return finish_round(nodes, add_scores(r.scores for r in results), arrays, candidates, spec, sizes)

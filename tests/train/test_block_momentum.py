@@ -14,7 +14,7 @@ from .test_train import checkpoint_files, head_bytes
 
 def test_one_worker_block_momentum_zero_equals_plain_averaging(synth, train_cli, tmp_path, all_bytes):
     common = ("-r", "inline", synth.path, "--workers", 1, "--averaging-frequency", 3, "--epochs", 2, "--lr", 0.05)
-    assert train_cli(*common, "-o", tmp_path / "avg").code == 0
+    assert train_cli(*common, "-o", tmp_path / "avg", "--outer-optimizer", "average").code == 0
     result = train_cli(*common, "-o", tmp_path / "bm", "--outer-optimizer", "block-momentum",
                        "--block-momentum", 0, "--block-lr", 1)
     assert result.code == 0, result.err
@@ -73,6 +73,20 @@ def test_the_driver_equals_the_in_process_rounds(synth, train_cli, tmp_path, all
     memory, jobs = (load_npz(str(tmp_path / run / "head.npz"))[1] for run in ("memory", "jobs"))
     assert {k: v.tobytes() for k, v in memory.items()} == {k: v.tobytes() for k, v in jobs.items()}
     assert without_seconds(tmp_path / "memory") == without_seconds(tmp_path / "jobs")
+
+
+def test_in_process_normalization_statistics_equal_the_jobs(synth, train_cli, tmp_path, all_bytes):
+    """The in-process scan once left out the moments of the last train examples (under 256): not any more."""
+    args = ("--workers", 3, "--averaging-frequency", "epoch", "--epochs", 1, "--normalization", "zscore",
+            "--lr", 0.05, "--outer-optimizer", "block-momentum")
+    assert train_cli("-r", "inline", synth.path, "-o", tmp_path / "jobs", *args).code == 0
+    hyper = Hyperparameters(workers=3, averaging_frequency=0, lr=0.05, outer_optimizer="block-momentum",
+                            normalization="zscore")
+    Trainer(InProcessRunner(read_folder(synth.path)), str(tmp_path / "memory"), hyper, Schedule(epochs=1),
+            out=lambda m: None).run_all()
+    assert (tmp_path / "memory" / "normalization.npz").read_bytes() == \
+        (tmp_path / "jobs" / "normalization.npz").read_bytes()
+    assert checkpoint_files(all_bytes, tmp_path / "memory") == checkpoint_files(all_bytes, tmp_path / "jobs")
 
 
 def without_seconds(run):

@@ -70,7 +70,7 @@ def test_loss_plot_draws_every_minibatch(trained_run, tmp_path, monkeypatch):
 def test_no_accuracy_plot_without_validation(synth, train_cli, tmp_path):
     run = tmp_path / "run"
     result = train_cli("-r", "inline", synth.path, "-o", run, "--workers", 2, "--epochs", 1,
-                       "--averaging-frequency", "epoch")
+                       "--averaging-frequency", "epoch", "--candidates", "none")   # candidates are validated
     assert result.code == 0, result.err
     page = report.write_report(str(run))
     out = os.path.dirname(page)

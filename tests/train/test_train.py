@@ -180,7 +180,7 @@ def test_tasks_out_of_range_is_refused(synth, train_cli, tmp_path):
 def test_block_momentum_zero_is_plain_averaging_in_the_driver(synth, train_cli, tmp_path):
     common = ("--workers", 3, "--averaging-frequency", 3, "--epochs", 1, "--lr", 0.05)
     plain, bm = tmp_path / "plain", tmp_path / "bm"
-    assert train_cli("-r", "inline", synth.path, "-o", plain, *common).code == 0
+    assert train_cli("-r", "inline", synth.path, "-o", plain, *common, "--outer-optimizer", "average").code == 0
     result = train_cli("-r", "inline", synth.path, "-o", bm, *common, "--outer-optimizer", "block-momentum",
                        "--block-momentum", 0, "--block-lr", 1)
     assert result.code == 0, result.err
@@ -357,7 +357,8 @@ def test_resume_skips_a_damaged_last_checkpoint(damage, trained_run, synth, trai
 
 def test_workers_reach_the_accuracy_of_one_worker(synth_accuracy, train_cli, tmp_path):
     """Averaging every 5 minibatches: 2 and 4 workers end within 1 point of one worker (1000 test images)."""
-    args = ("--averaging-frequency", 5, "--epochs", 10, "--batch-size", 64, "--lr", 0.2, "--l2", 0.001)
+    args = ("--recipe", "reference", "--averaging-frequency", 5, "--epochs", 10, "--batch-size", 64, "--lr", 0.2,
+            "--l2", 0.001)
     _, X_test, y_test = synth_accuracy.split("test")
     assert len(y_test) == 1000
     acc = {}
@@ -429,8 +430,8 @@ def test_a_zero_loss_is_printed_as_zero(train_cli, write_features_fn, tmp_path):
     y = np.repeat([0, 1], 40)
     ids = ["%d/%03d.jpg" % (c, i) for i, c in enumerate(y)]
     path = write_features_fn(str(tmp_path / "f"), ids, y, ["train"] * 80, X, ["left", "right"])
-    result = train_cli("-r", "inline", path, "-o", tmp_path / "run", "--workers", 1, "--epochs", 1,
-                       "--averaging-frequency", "epoch")
+    result = train_cli("-r", "inline", path, "-o", tmp_path / "run", "--recipe", "reference", "--workers", 1,
+                       "--epochs", 1, "--averaging-frequency", "epoch")
     assert result.code == 0, result.err
     assert metrics(tmp_path / "run")[0]["loss"] == 0.0  # float32 log-softmax of a 100-sigma margin
     assert "loss 0.0000" in result.out and "loss nan" not in result.out
