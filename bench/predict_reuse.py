@@ -73,8 +73,10 @@ def old_features(work, model, n, reused):
     images = os.path.join(work, "old-images")
     write_images(images, n, 224, 0)           # the same seeded images as make_pack's ...
     kept = sorted(os.path.join(d, f) for d, _, fs in os.walk(images) for f in fs)
-    for path in kept[reused:]:                # ... less the last 10 %
+    dropped = [path for i, path in enumerate(kept) if i * (n - reused) // n != (i + 1) * (n - reused) // n]
+    for path in dropped:                      # ... less every tenth (so no class folder is left empty)
         os.unlink(path)
+    assert len(kept) - len(dropped) == reused
     packed = os.path.join(work, "old-packed")
     pack(images, packed, val=SplitSize(0), test=SplitSize(0), seed=0)
     out = os.path.join(work, "old-features")
