@@ -69,7 +69,7 @@ from mr_tl.digest import MultisetHash
 from mr_tl.errors import InputError, JobFailed, RecordError
 from mr_tl.jobs import accounting
 from mr_tl.jobs.base import summed_counters
-from mr_tl.jobs.compat import runner_command_line
+from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE, runner_command_line
 from mr_tl.jobs.packed_images import PackedImageJob, balanced_parts  # noqa: F401  (balanced_parts: used here before)
 from mr_tl.records import NO_DIGEST, FeatureRecord, PackedImage, packed_line_head, relabeled_feature_line
 
@@ -117,10 +117,16 @@ class MRFeaturize(PackedImageJob):
         featurize = MRStep(mapper_init=self.mapper_init, mapper=self.mapper, mapper_final=self.mapper_final)
         if not self.options.reuse:
             return [featurize]
-        reducers = {"mapreduce.job.reduces": str(self.options.join_reducers)} if self.options.join_reducers else {}
+        # one map task per input file, and in the featurize step one per join reducer (each of its output
+        # files): as many featurize tasks as a full run has shards, and no task per sliver of a file
+        # (mrjob's local runner would cut every file into pieces, each a process that imports mr_tl)
+        join = dict(ONE_SPLIT_PER_FILE)
+        if self.options.join_reducers:
+            join["mapreduce.job.reduces"] = str(self.options.join_reducers)
         return [MRStep(mapper_init=self.join_init, mapper=self.join_mapper, mapper_final=self.join_final,
-                       reducer=self.join_reducer, jobconf=reducers),
-                MRStep(mapper_init=self.mapper_init, mapper=self.reuse_mapper, mapper_final=self.mapper_final)]
+                       reducer=self.join_reducer, jobconf=join),
+                MRStep(mapper_init=self.mapper_init, mapper=self.reuse_mapper, mapper_final=self.mapper_final,
+                       jobconf=ONE_SPLIT_PER_FILE)]
 
     # -- tasks --------------------------------------------------------------
 

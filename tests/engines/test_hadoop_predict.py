@@ -117,19 +117,28 @@ def case(tiny_vgg16_fc2, packed_demo, tmp_path_factory):
             'single': single, 'train': train, 'model': tiny_vgg16_fc2, 'packed': packed_demo}
 
 
-def check_outputs(pred_model, pred_run, reused, case):
-    assert_same(predictions(pred_model), case['single'], atol=1e-6)
-    assert_same(predictions(pred_run), case['single'], atol=1e-5)
-    for folder, source in ((pred_model, 'packed images'), (pred_run, 'feature records')):
-        summary = json.loads((Path(folder) / '_summary.json').read_text())
-        assert summary['input'] == {'images': 48, 'expected': 48, 'from': source}
-        assert summary['records']['predicted'] == 48 and summary['records']['rejected'] == 0
-        assert (Path(folder) / '_COMPLETE').exists()
+def check_summary(folder, source):
+    summary = json.loads((Path(folder) / '_summary.json').read_text())
+    assert summary['input'] == {'images': 48, 'expected': 48, 'from': source}
+    assert summary['records']['predicted'] == 48 and summary['records']['rejected'] == 0
+    assert (Path(folder) / '_COMPLETE').exists()
+
+
+def check_reused(reused, case):
     assert records(reused) == records(case['features'])          # byte for byte, as a full run
     summary = json.loads((Path(reused) / '_summary.json').read_text())
     assert summary['reuse']['reused'] == case['train'] and summary['reuse']['featurized'] == 48 - case['train']
 
 
+def check_outputs(pred_model, pred_run, reused, case):
+    assert_same(predictions(pred_model), case['single'], atol=1e-6)
+    assert_same(predictions(pred_run), case['single'], atol=1e-5)
+    check_summary(pred_model, 'packed images')
+    check_summary(pred_run, 'feature records')
+    check_reused(reused, case)
+
+
+@pytest.mark.timeout(1800)
 def test_standalone(case, hadoop_standalone):
     sa = hadoop_standalone
     work = sa.scratch_dir('predict')
@@ -147,28 +156,61 @@ def test_standalone(case, hadoop_standalone):
     check_outputs(out['pred-model'], out['pred-run'], out['reused'], case)
 
 
-def test_mini_cluster(case, hadoop_cluster):
+@pytest.fixture(scope='module')
+def on_hdfs(case, hadoop_cluster):
+    """The pack, the features and the old features (the train split's) put on HDFS; removed afterwards."""
     cluster = hadoop_cluster
     work = cluster.scratch_dir('predict')
-    cli = Cli(work, PYTHON, driver_env, cluster)
-    conf = ['-r', 'hadoop', '-c', cluster.mrjob_conf]
     base = '/mr_tl-predict-%d' % os.getpid()
     hdfs = {name: 'hdfs://%s/%s' % (base, name)
             for name in ('packed', 'features', 'old', 'pred-model', 'pred-run', 'reused')}
-    t0 = time.time()
     cluster.fs('-mkdir', '-p', base)
     cluster.fs('-put', case['packed'], hdfs['packed'])
     cluster.fs('-put', str(case['features']), hdfs['features'])
     cluster.fs('-put', str(case['old']), hdfs['old'])
-    cli('mr_tl.predict', *conf, '--model', case['classifier'], hdfs['packed'], '-o', hdfs['pred-model'],
-        '--top', TOP)
-    cli('mr_tl.predict', *conf, '--run', case['run'], hdfs['features'], '-o', hdfs['pred-run'], '--top', TOP)
-    proc = cli('mr_tl.featurize', *conf, '--model', case['model'], hdfs['packed'], '-o', hdfs['reused'],
-               '--reuse', hdfs['old'])
-    hadoop_harness.TIMINGS['cluster: predict x2, featurize --reuse'] = round(time.time() - t0, 1)
-    assert 'featurized %d, reused %d, rejected 0 of 48 images' % (48 - case['train'], case['train']) in proc.stderr
-    local = work / 'from-hdfs'
-    local.mkdir()
-    cluster.fs('-get', hdfs['pred-model'], hdfs['pred-run'], hdfs['reused'], str(local))
+    yield {'cluster': cluster, 'hdfs': hdfs, 'work': work, 'cli': Cli(work, PYTHON, driver_env, cluster),
+           'conf': ['-r', 'hadoop', '-c', cluster.mrjob_conf]}
     cluster.fs('-rm', '-R', '-f', '-skipTrash', base)
-    check_outputs(local / 'pred-model', local / 'pred-run', local / 'reused', case)
+
+
+def fetched(on_hdfs, name):
+    """A local copy of an HDFS output folder."""
+    local = on_hdfs['work'] / 'from-hdfs'
+    local.mkdir(exist_ok=True)
+    on_hdfs['cluster'].fs('-get', on_hdfs['hdfs'][name], str(local))
+    return local / name
+
+
+# Each mini-cluster job is a YARN application (container launches, heartbeats): on a loaded 2-core machine a
+# command with its check job took up to 7 minutes, hence one test per command and a longer timeout.
+
+@pytest.mark.timeout(1800)
+def test_mini_cluster_predict_over_packed_images(case, on_hdfs):
+    hdfs, t0 = on_hdfs['hdfs'], time.time()
+    on_hdfs['cli']('mr_tl.predict', *on_hdfs['conf'], '--model', case['classifier'], hdfs['packed'],
+                   '-o', hdfs['pred-model'], '--top', TOP)
+    hadoop_harness.TIMINGS['cluster: predict --model'] = round(time.time() - t0, 1)
+    out = fetched(on_hdfs, 'pred-model')
+    assert_same(predictions(out), case['single'], atol=1e-6)
+    check_summary(out, 'packed images')
+
+
+@pytest.mark.timeout(1800)
+def test_mini_cluster_predict_over_features(case, on_hdfs):
+    hdfs, t0 = on_hdfs['hdfs'], time.time()
+    on_hdfs['cli']('mr_tl.predict', *on_hdfs['conf'], '--run', case['run'], hdfs['features'],
+                   '-o', hdfs['pred-run'], '--top', TOP)
+    hadoop_harness.TIMINGS['cluster: predict --run'] = round(time.time() - t0, 1)
+    out = fetched(on_hdfs, 'pred-run')
+    assert_same(predictions(out), case['single'], atol=1e-5)
+    check_summary(out, 'feature records')
+
+
+@pytest.mark.timeout(1800)
+def test_mini_cluster_featurize_reuse(case, on_hdfs):
+    hdfs, t0 = on_hdfs['hdfs'], time.time()
+    proc = on_hdfs['cli']('mr_tl.featurize', *on_hdfs['conf'], '--model', case['model'], hdfs['packed'],
+                          '-o', hdfs['reused'], '--reuse', hdfs['old'])
+    hadoop_harness.TIMINGS['cluster: featurize --reuse'] = round(time.time() - t0, 1)
+    assert 'featurized %d, reused %d, rejected 0 of 48 images' % (48 - case['train'], case['train']) in proc.stderr
+    check_reused(fetched(on_hdfs, 'reused'), case)
