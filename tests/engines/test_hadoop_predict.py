@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.hadoop, pytest.mark.slow]
 
 PYTHON = hadoop_harness.TASK_PYTHON
 TOP = 3
+# a command's limit (pipeline_checks.Cli's default is 600 s): one predict on the mini cluster took longer than
+# that on a 2-core machine loaded by other work (load average 20)
+JOB_TIMEOUT = 1500
 
 
 def driver_env(tmp_dir):
@@ -147,10 +150,11 @@ def test_standalone(case, hadoop_standalone):
     out = {name: work / name for name in ('pred-model', 'pred-run', 'reused')}
     t0 = time.time()
     cli('mr_tl.predict', *conf, '--model', case['classifier'], case['packed'], '-o', sa.uri(out['pred-model']),
-        '--top', TOP)
-    cli('mr_tl.predict', *conf, '--run', case['run'], case['features'], '-o', sa.uri(out['pred-run']), '--top', TOP)
+        '--top', TOP, timeout=JOB_TIMEOUT)
+    cli('mr_tl.predict', *conf, '--run', case['run'], case['features'], '-o', sa.uri(out['pred-run']), '--top', TOP,
+        timeout=JOB_TIMEOUT)
     proc = cli('mr_tl.featurize', *conf, '--model', case['model'], case['packed'], '-o', sa.uri(out['reused']),
-               '--reuse', case['old'])
+               '--reuse', case['old'], timeout=JOB_TIMEOUT)
     hadoop_harness.TIMINGS['standalone: predict x2, featurize --reuse'] = round(time.time() - t0, 1)
     assert 'featurized %d, reused %d, rejected 0 of 48 images' % (48 - case['train'], case['train']) in proc.stderr
     check_outputs(out['pred-model'], out['pred-run'], out['reused'], case)
@@ -188,7 +192,7 @@ def fetched(on_hdfs, name):
 def test_mini_cluster_predict_over_packed_images(case, on_hdfs):
     hdfs, t0 = on_hdfs['hdfs'], time.time()
     on_hdfs['cli']('mr_tl.predict', *on_hdfs['conf'], '--model', case['classifier'], hdfs['packed'],
-                   '-o', hdfs['pred-model'], '--top', TOP)
+                   '-o', hdfs['pred-model'], '--top', TOP, timeout=JOB_TIMEOUT)
     hadoop_harness.TIMINGS['cluster: predict --model'] = round(time.time() - t0, 1)
     out = fetched(on_hdfs, 'pred-model')
     assert_same(predictions(out), case['single'], atol=1e-6)
@@ -199,7 +203,7 @@ def test_mini_cluster_predict_over_packed_images(case, on_hdfs):
 def test_mini_cluster_predict_over_features(case, on_hdfs):
     hdfs, t0 = on_hdfs['hdfs'], time.time()
     on_hdfs['cli']('mr_tl.predict', *on_hdfs['conf'], '--run', case['run'], hdfs['features'],
-                   '-o', hdfs['pred-run'], '--top', TOP)
+                   '-o', hdfs['pred-run'], '--top', TOP, timeout=JOB_TIMEOUT)
     hadoop_harness.TIMINGS['cluster: predict --run'] = round(time.time() - t0, 1)
     out = fetched(on_hdfs, 'pred-run')
     assert_same(predictions(out), case['single'], atol=1e-5)
@@ -210,7 +214,7 @@ def test_mini_cluster_predict_over_features(case, on_hdfs):
 def test_mini_cluster_featurize_reuse(case, on_hdfs):
     hdfs, t0 = on_hdfs['hdfs'], time.time()
     proc = on_hdfs['cli']('mr_tl.featurize', *on_hdfs['conf'], '--model', case['model'], hdfs['packed'],
-                          '-o', hdfs['reused'], '--reuse', hdfs['old'])
+                          '-o', hdfs['reused'], '--reuse', hdfs['old'], timeout=JOB_TIMEOUT)
     hadoop_harness.TIMINGS['cluster: featurize --reuse'] = round(time.time() - t0, 1)
     assert 'featurized %d, reused %d, rejected 0 of 48 images' % (48 - case['train'], case['train']) in proc.stderr
     check_reused(fetched(on_hdfs, 'reused'), case)
