@@ -1,7 +1,11 @@
 """python -m mr_tl.export --trunk MODEL --run RUN_DIR -o classifier.onnx
 
 One deployable ONNX graph: the frozen trunk the features came from, then the
-trained head as ``Gemm`` + ``Softmax``.  Outputs ``probabilities``
+trained head as ``Gemm`` + ``Softmax``.  When the run's features were made
+with ``featurize --augment flip``, the graph does the same: it runs the
+trunk once on the batch and its horizontal mirror (``Slice`` with step -1
+on the width axis, ``Concat``) and averages the two halves of the features
+before the head, so the classifier sees what the head was trained on.  Outputs ``probabilities``
 ``[N, classes]`` (and ``head/logits``); the class names are in the model
 metadata (``mr_tl.classes``) and the sidecar ``classifier.json`` keeps the
 trunk's preprocessing, so ``python -m mr_tl.predict classifier.onnx IMAGE``
@@ -85,10 +89,25 @@ def check_trunk(spec, head_meta, trunk_path):
                              % (what, trunk_path, key, mine.get(key), made_by.get(key)))
 
 
+def augment_of(head_meta):
+    """The augmentation the head's features were made with (mr_tl.augment.AUGMENTS)."""
+    from mr_tl.augment import AUGMENTS
+
+    made_by = ((head_meta or {}).get("features") or {}).get("made_by") or {}
+    augment = made_by.get("augment", "none")
+    if augment not in AUGMENTS:
+        raise ModelError("the head was trained on features made with augmentation %r, which this version of "
+                         "mr_tl cannot build into a classifier (it knows %s)" % (augment, ", ".join(AUGMENTS)))
+    return augment
+
+
 def build_classifier(trunk_path, head, classes, head_meta=None, normalizer=None):
-    """``(model, spec)``: trunk graph + (normalization) + head, checked against each other."""
+    """``(model, spec)``: trunk graph + (flip averaging) + (normalization) + head, checked against each other."""
+    from mr_tl import augment as augmentation
+
     spec = load_model_spec(trunk_path)
     check_trunk(spec, head_meta, trunk_path)
+    augment = augment_of(head_meta)
     if head.n_features != spec.output_dim:
         raise ModelError("the head expects %d features but the trunk %s gives %d (%s): was the head trained "
                          "on features of another model?" % (head.n_features, trunk_path, spec.output_dim,
@@ -97,13 +116,17 @@ def build_classifier(trunk_path, head, classes, head_meta=None, normalizer=None)
         raise ModelError("head has %d classes but %d class names were given" % (head.n_classes, len(classes)))
     model = graph.load(trunk_path)
     names = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
-    clash = {n for n in names if n.startswith(PREFIX)} | (names & {OUTPUT, LOGITS})
+    clash = {n for n in names if n.startswith((PREFIX, "tta/"))} | (names & {OUTPUT, LOGITS})
     if clash:
         raise ModelError("trunk already has tensors named %s" % ", ".join(sorted(clash)))
     g = model.graph
     features = spec.output_name
     g.node.append(helper.make_node("Flatten", [features], [PREFIX + "flat"], name=PREFIX + "flatten", axis=1))
-    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", PREFIX + "flat", model)
+    flat = PREFIX + "flat"
+    if augment == "flip":   # the trunk runs on the batch and its mirror; the halves' features are averaged
+        augmentation.add_flip_nodes(model, spec.input_name, spec.layout)
+        flat = augmentation.add_mean_of_halves(model, flat, spec.output_dim)
+    x = _pre_transform_nodes(normalizer.kind if normalizer is not None else "none", flat, model)
     params = dict(head.params())
     W, b = ("W1", "b1") if "W1" in params else ("W", "b")   # the first layer takes the normalization
     params[W], params[b] = fold_normalization(params[W], params[b], normalizer)
@@ -123,7 +146,7 @@ def build_classifier(trunk_path, head, classes, head_meta=None, normalizer=None)
     props = graph.metadata(model)
     layers = json.loads(props.get(graph.LAYERS_KEY, "[]")) + ["head/logits", OUTPUT]
     props.update({CLASSES_KEY: json.dumps(classes, ensure_ascii=False), graph.LAYERS_KEY: json.dumps(layers),
-                  "mr_tl.trunk_sha256": spec.model_sha256,
+                  "mr_tl.trunk_sha256": spec.model_sha256, "mr_tl.augment": augment,
                   "mr_tl.head": json.dumps({k: v for k, v in (head_meta or {}).items() if k != "classes"},
                                            sort_keys=True)})
     helper.set_model_props(model, props)

@@ -1,15 +1,35 @@
-"""python -m mr_tl.featurize -r RUNNER --model MODEL PACKED... -o OUT
+"""python -m mr_tl.featurize -r RUNNER --model MODEL PACKED... -o OUT [--augment flip] [--reuse OLD_FEATURES]
 
 Map-only job: packed images in, one feature record per image out.
 
     python -m mr_tl.featurize -r local --model models/efficientnet-lite0-features.onnx packed/ -o features/
     python -m mr_tl.featurize -r hadoop --model vgg16-fc2.onnx hdfs:///data/packed -o hdfs:///data/features
+    python -m mr_tl.featurize -r hadoop --model vgg16-fc2.onnx hdfs:///data/packed -o hdfs:///data/features-2 \\
+        --reuse hdfs:///data/features
 
 Each map task loads the onnxruntime session once (``mapper_init``), decodes
 and batches its images (``--batch-size``), runs the graph per batch and
 flushes the last batch in ``mapper_final``.  The model and its sidecar are
 shipped to the tasks by the job.  An image that cannot be decoded becomes a
 rejected record with its reason (and a counter per reason), never a crash.
+
+``--augment flip``: each image's features are the mean of the trunk's
+outputs for the image and its horizontal mirror (float32); recorded in the
+summary's ``model`` entry, so a head trained on them is only ever applied to
+flip-averaged features (evaluate, predict) and ``mr_tl.export`` builds the
+averaging into the classifier.
+
+``--reuse OLD_FEATURES`` (a complete text features folder; repeatable): an
+image whose bytes (sha256) have a feature record in OLD_FEATURES made by the
+same model, preprocessing and augmentation is not run through the trunk
+again.  The job then has two steps: a join (map: packed lines and old
+records keyed by the sha256 of the image; reduce: an image with an old
+record becomes that record under its current id, label and split, any other
+packed line is passed on) and the featurize map step, which runs the trunk
+on what was passed on.  The output is the same records, byte for byte, as a
+full run; OLD_FEATURES of another model, preprocessing, augmentation or
+rejection limits are refused before anything runs, and old records that do
+not add up to their own summary fail the job.
 
 With ``-r local`` the packed lines are first dealt into one part per core
 with equal image counts (``balanced_parts``): mrjob's local runner would cut
@@ -19,153 +39,159 @@ input splits are HDFS blocks or whole shards, as usual.
 Every record carries the sha256 of the image file it was made from.  The
 map tasks add every input line and every output line to two
 :class:`~mr_tl.digest.MultisetHash` digests (reported as counters).  When the
-job ends, the command checks, without reading vectors:
+job ends, the command checks, without reading vectors
+(mr_tl.jobs.accounting):
 
 * the input lines are exactly those the pack manifest recorded (its
   per-shard ``lines_digest``): a shard changed after packing is refused;
-* featurized + rejected = input = the images the manifest lists;
+* featurized (+ reused) + rejected = input = the images the manifest lists;
 * a scan job over the output (ids only cross the shuffle) finds every record
   the tasks wrote (same counts, same digest) and no id twice;
 
 then writes ``OUT/_labels.json`` (from the pack; all inputs must agree),
 ``OUT/_summary.json`` (counts, reasons, every rejected image, the model and
-its preprocessing, the pack's own accounting) and, last, ``OUT/_COMPLETE``.
-Train, evaluate and parquet read only complete folders.
+its preprocessing and augmentation, how many records were reused, the
+pack's own accounting) and, last, ``OUT/_COMPLETE``.  Train, evaluate and
+parquet read only complete folders.
 """
 
-import gzip
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 
-from mrjob.protocol import RawValueProtocol
-from mrjob.step import StepFailedException
+from mrjob.protocol import RawProtocol
+from mrjob.step import MRStep, StepFailedException
 
-from mr_tl import feature_store, labels, storage
+from mr_tl import augment as augmentation
+from mr_tl import feature_store, storage
 from mr_tl.digest import MultisetHash
-from mr_tl.errors import InputError, JobFailed, ModelError, OutputExists, RecordError
-from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
-from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
-from mr_tl.jobs.base import MRTLJob, summed_counters
-from mr_tl.jobs.compat import add_to_command_line, runner_alias, runner_command_line
-from mr_tl.model.spec import ModelSpec, load_model_spec, made_by, sidecar_path
-from mr_tl.records import FeatureRecord, PackedImage, RejectedRecord
-from mr_tl.threads import task_threads, threads_in_task
+from mr_tl.errors import InputError, JobFailed, RecordError
+from mr_tl.jobs import accounting
+from mr_tl.jobs.base import summed_counters
+from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE, runner_command_line
+from mr_tl.jobs.packed_images import PackedImageJob, balanced_parts  # noqa: F401  (balanced_parts: used here before)
+from mr_tl.model.spec import made_by
+from mr_tl.records import NO_DIGEST, FeatureRecord, PackedImage, packed_line_head, relabeled_feature_line
 
 log = logging.getLogger(__name__)
 
-COUNTERS = "mr_tl"
-REJECTED = "mr_tl rejected"
+COUNTERS = accounting.COUNTERS
+REJECTED = accounting.REJECTED
+INPUT_DIGEST = accounting.INPUT_DIGEST
+OUTPUT_DIGEST = accounting.OUTPUT_DIGEST
+REUSE_DIGEST = "mr_tl reuse digest"   # the old records the join read (checked against their summary)
+
+# the join's values: an old feature record, a packed line; its reducer's keys
+OLD, PACKED = "A", "B"
+REUSED, NEW = "reused", "new"
+# what must be the same for an old feature vector to be reused
+MAKER_KEYS = ("sha256", "output", "dim", "cut_at", "preprocessing", "augment")
 
 
-INPUT_DIGEST = "mr_tl input digest"
-OUTPUT_DIGEST = "mr_tl output digest"
-
-
-class MRFeaturize(MRTLJob):
+class MRFeaturize(PackedImageJob):
     """Packed images -> feature records.
 
-    Input: packed image lines ``ID LABEL SPLIT BASE64`` (mr_tl.records.PackedImage).
+    Input: packed image lines ``ID LABEL SPLIT BASE64`` (mr_tl.records.PackedImage), and with
+    ``--reuse`` also the feature records of OLD_FEATURES.
     Output: ``F ID LABEL SPLIT SHA256 BASE64(float32)`` per featurized image and
     ``R ID LABEL SPLIT SHA256 REASON DETAIL`` per rejected one.
     """
 
-    INPUT_PROTOCOL = RawValueProtocol
-    OUTPUT_PROTOCOL = RawValueProtocol
+    INTERNAL_PROTOCOL = RawProtocol   # the join's key (sha256) and value (tag + line)
+    MODEL_HELP = "feature-extractor .onnx (its sidecar .json is shipped with it)"
+    DONE = "featurized"
 
     def configure_args(self):
         super().configure_args()
-        self.add_file_arg("--model", help="feature-extractor .onnx (its sidecar .json is shipped with it)")
-        self.add_file_arg("--spec", help="sidecar of --model (default: the .json beside it)")
-        self.add_passthru_arg("--batch-size", type=int, default=8,
-                              help="images per onnxruntime call (default 8)")
-        self.add_passthru_arg("--max-pixels", type=int, default=MAX_PIXELS,
-                              help="reject images with more pixels (default %d)" % MAX_PIXELS)
-        self.add_passthru_arg("--min-side", type=int, default=MIN_SIDE,
-                              help="reject images with a side shorter than this (default %d)" % MIN_SIDE)
+        self.add_passthru_arg("--augment", choices=augmentation.AUGMENTS, default="none",
+                              help="none (default), or flip: the mean of the features of each image and of its "
+                                   "horizontal mirror (the trunk runs twice per image)")
+        self.add_passthru_arg("--reuse", action="append", default=[], metavar="OLD_FEATURES",
+                              help="a complete features folder made by the same model, preprocessing and "
+                                   "augmentation: images whose bytes have a record there are not run through "
+                                   "the trunk again (repeatable)")
+        self.add_passthru_arg("--join-reducers", type=int, default=0,
+                              help="reducers of --reuse's join step (default: one per packed input file)")
 
-    def load_args(self, args):
-        super().load_args(args)
-        # ship the sidecar with the model unless the user named one (file
-        # options are shipped from the command line, so extend that too)
-        if self.options.model and not self.options.spec and not self.options.run_mapper:
-            self.options.spec = sidecar_path(self.options.model)
-            add_to_command_line(self, ["--spec", self.options.spec])
-
-    def files(self):
-        """Also ship the model's external-data files (weights stored beside the graph), under the
-        names the graph refers to, so tasks find them next to their copy of the model."""
-        files = list(super().files())
-        if self.options.model and not self.options.run_mapper and os.path.isfile(self.options.model):
-            try:
-                shipped = external_data_files(self.options.model)
-            except ModelError as e:
-                raise InputError(str(e)) from None
-            for path, location in shipped:
-                if os.path.basename(location) != location:
-                    raise InputError("%s keeps weights in %r; the featurize job ships external data only "
-                                        "as plain file names beside the graph" % (self.options.model, location))
-                files.append("%s#%s" % (path, location))
-        return files
+    def steps(self):
+        featurize = MRStep(mapper_init=self.mapper_init, mapper=self.mapper, mapper_final=self.mapper_final)
+        if not self.options.reuse:
+            return [featurize]
+        # one map task per input file, and in the featurize step one per join reducer (each of its output
+        # files): as many featurize tasks as a full run has shards, and no task per sliver of a file
+        # (mrjob's local runner would cut every file into pieces, each a process that imports mr_tl)
+        join = dict(ONE_SPLIT_PER_FILE)
+        if self.options.join_reducers:
+            join["mapreduce.job.reduces"] = str(self.options.join_reducers)
+        return [MRStep(mapper_init=self.join_init, mapper=self.join_mapper, mapper_final=self.join_final,
+                       reducer=self.join_reducer, jobconf=join),
+                MRStep(mapper_init=self.mapper_init, mapper=self.reuse_mapper, mapper_final=self.mapper_final,
+                       jobconf=ONE_SPLIT_PER_FILE)]
 
     # -- tasks --------------------------------------------------------------
 
-    def mapper_init(self):
-        spec = ModelSpec.load(self.options.spec)
-        # reused across tasks that share a process (the inline runner)
-        self.featurizer = shared_featurizer(self.options.model, spec, threads_in_task(self.options.threads))
-        self.pending = []  # (PackedImage, its sha256, input array)
-        self.input_digest, self.output_digest = MultisetHash(), MultisetHash()
+    def compute(self, batch):
+        return augmentation.apply(self.options.augment, self.featurizer, batch, self.spec.layout)
 
-    def _out(self, record):
-        line = record.to_line()
-        self.output_digest.add(line)
-        return None, line
+    def output_record(self, image, digest, row):
+        return FeatureRecord(image.id, image.label, image.split, row, digest)
 
-    def mapper(self, _, line):
-        """Input: one packed image line. Output: feature/rejected record lines (batched)."""
-        self.increment_counter(COUNTERS, "input", 1)
-        self.input_digest.add(line.rstrip("\r\n"))
+    def join_init(self):
+        self.tally = accounting.TaskTally(self)
+        self.old_digest = MultisetHash()
+
+    def join_mapper(self, _, line):
+        """Input: a packed image line or an old feature/rejected record. Output: ``sha256 <TAB> tag line``."""
+        line = line.rstrip("\r\n")
+        fields = line.split("\t", 7)
+        if (fields[0] == "F" and len(fields) == 6) or (fields[0] == "R" and len(fields) == 7):
+            # a record of OLD_FEATURES (a packed line has 4 fields)
+            self.old_digest.add(line)
+            self.increment_counter(COUNTERS, "old records", 1)
+            if fields[0] == "F" and fields[4] != NO_DIGEST:
+                yield fields[4], OLD + "\t" + line
+            return
+        self.tally.read(line)
         try:
-            image = PackedImage.from_line(line)
-        except RecordError as e:
-            # not even an id to report: count it and say where
-            self.increment_counter(REJECTED, "bad-record", 1)
-            self.increment_counter(COUNTERS, "rejected", 1)
-            yield self._out(RejectedRecord("?line:%s" % line[:60], None, None, "bad-record", str(e)))
-            return
-        digest = hashlib.sha256(image.data).hexdigest()
-        try:
-            x = preprocess(image.data, self.featurizer.spec, self.options.max_pixels, self.options.min_side)
-        except ImageRejected as e:
-            self.increment_counter(REJECTED, e.reason, 1)
-            self.increment_counter(COUNTERS, "rejected", 1)
-            yield self._out(RejectedRecord(image.id, image.label, image.split, e.reason, e.detail, digest))
-            return
-        self.pending.append((image, digest, x))
-        if len(self.pending) >= self.options.batch_size:
-            yield from self._flush()
+            key = hashlib.sha256(PackedImage.from_line(line).data).hexdigest()
+        except RecordError:
+            key = "~" + hashlib.sha256(line.encode("utf-8")).hexdigest()   # no old record has this key
+        yield key, PACKED + "\t" + line
 
-    def mapper_final(self):
-        yield from self._flush()
-        for group, digest in ((INPUT_DIGEST, self.input_digest), (OUTPUT_DIGEST, self.output_digest)):
-            for name, lane in digest.counters().items():
-                self.increment_counter(group, name, lane)
+    def join_final(self):
+        self.tally.flush()
+        for name, lane in self.old_digest.counters().items():
+            self.increment_counter(REUSE_DIGEST, name, lane)
 
-    def _flush(self):
-        if not self.pending:
-            return
-        import numpy as np
+    def join_reducer(self, key, values):
+        """Input: the packed lines and old records of one image content. Output: ``reused <TAB> F record``
+        per packed line when there is an old record, else ``new <TAB> packed line``."""
+        old, packed = None, []
+        for value in values:
+            tag, line = value.split("\t", 1)
+            if tag == OLD:
+                old = line if old is None else min(old, line)   # one, whatever the order
+            else:
+                packed.append(line)
+        for line in packed:
+            if old is None:
+                yield NEW, line
+                continue
+            try:
+                image_id, label, split = packed_line_head(line)
+            except RecordError:
+                yield NEW, line
+                continue
+            yield REUSED, relabeled_feature_line(old, image_id, label, split)
 
-        features = self.featurizer(np.stack([x for _, _, x in self.pending]))
-        for (image, digest, _), vector in zip(self.pending, features):
-            yield self._out(FeatureRecord(image.id, image.label, image.split, vector, digest))
-        self.increment_counter(COUNTERS, "featurized", len(self.pending))
-        self.set_status("featurized a batch of %d" % len(self.pending))
-        self.pending = []
+    def reuse_mapper(self, key, line):
+        """Input: the join's output. Output: reused records as they are, feature/rejected records of the rest."""
+        if key == REUSED:
+            self.tally.done("reused")
+            yield self.tally.out(line)
+        else:
+            yield from self.map_packed_line(line)
 
     # -- driver -------------------------------------------------------------
 
@@ -173,101 +199,89 @@ class MRFeaturize(MRTLJob):
         o = self.options
         if not o.model:
             raise InputError("--model is required (an .onnx feature extractor with its sidecar .json)")
-        if not o.output_dir:
-            raise InputError("-o/--output-dir is required")
+        self.check_output_dir()
         if not o.args:
             raise InputError("give at least one packed input (a pack output folder or its .tsv shards)")
-        if o.batch_size < 1:
-            raise InputError("--batch-size must be at least 1, found %d" % o.batch_size)
-        check_output_free(o.output_dir, runner_alias(self), self.driver_fs)
-        try:
-            spec = load_model_spec(o.model) if o.spec == sidecar_path(o.model) else ModelSpec.load(o.spec)
-            # the graph loads and matches its sidecar
-            alias = runner_alias(self)
-            if alias == "inline":
-                # the tasks run in this process: load the session they will use, once
-                shared_featurizer(o.model, spec, o.threads or task_threads(alias))
-            else:
-                Featurizer(o.model, spec, threads=1, verify_hash=False, check_only=True)
-        except ModelError as e:
-            raise InputError(str(e)) from None
-        self.spec = spec
-        self.args_before_expansion = list(o.args)
-        o.args = storage.expand_inputs(o.args, storage.PACKED_SUFFIX)
-        # every input must carry the same class list: label numbers mean classes by position
-        self.classes = labels.agreed(storage.labels_beside(self.driver_fs(), self.args_before_expansion))
-        if alias == "local" and not any(storage.is_uri(a) or a.endswith((".gz", ".bz2")) for a in o.args):
-            # mrjob's local runner cuts inputs into pieces of equal *bytes*: with images of different
-            # sizes the tasks get unequal work and a core idles at the end (9 % of the time on
-            # bench/featurize.py's images).  Pieces of equal image counts instead, one per core.
-            self.balanced_dir = tempfile.mkdtemp(prefix="mr_tl-featurize-")
-            o.args = balanced_parts(o.args, o.num_cores or os.cpu_count() or 1, self.balanced_dir)
+        self.spec = self.check_model()
+        self.expand_packed_inputs(balance=not o.reuse)
+        self.old_features = self.check_reuse() if o.reuse else None
+        if self.old_features is not None:
+            if not o.join_reducers:
+                o.join_reducers = max(1, len(o.args))
+            o.args = o.args + self.old_features.files
         self.started = time.time()
 
-    def run_job(self):
-        try:
-            super().run_job()
-        finally:
-            if getattr(self, "balanced_dir", None):
-                shutil.rmtree(self.balanced_dir, ignore_errors=True)
+    def check_reuse(self):
+        """The OLD_FEATURES of ``--reuse`` (FeatureInputs), once they are known to be made as this run makes
+        features (InputError naming what differs if not)."""
+        old = feature_store.open_inputs(self.driver_fs(), self.options.reuse)
+        if old.data_format != "text":
+            raise InputError("--reuse needs text features; convert %s with python -m mr_tl.parquet --to-text"
+                             % ", ".join(self.options.reuse))
+        mine = self.model_description()
+        for folder in old.folders:
+            theirs = folder.summary.get("model")
+            if not isinstance(theirs, dict):
+                raise InputError("%s does not say what model made its features (its %s has no model entry): "
+                                 "it cannot be reused" % (folder.path, feature_store.SUMMARY))
+            for key in MAKER_KEYS:
+                if theirs.get(key, "none" if key == "augment" else None) != mine[key]:
+                    raise InputError("--reuse %s: those features were made with another %s (%s: %r; this run: %r); "
+                                     "nothing of them can be reused: featurize without --reuse"
+                                     % (folder.path, key.replace("_", " "), key, theirs.get(key), mine[key]))
+            limits = folder.summary.get("limits")
+            if limits is not None and limits != self.limits():
+                raise InputError("--reuse %s: those features were made with other rejection limits (%r; this run: "
+                                 "%r): give the same --max-pixels and --min-side" % (folder.path, limits,
+                                                                                  self.limits()))
+        return old
+
+    def limits(self):
+        return {"max_pixels": self.options.max_pixels, "min_side": self.options.min_side}
 
     def report(self, runner):
         counters = summed_counters(runner)
-        main = counters.get(COUNTERS, {})
-        reasons = dict(sorted(counters.get(REJECTED, {}).items()))
-        read, featurized, rejected = main.get("input", 0), main.get("featurized", 0), main.get("rejected", 0)
-        written = MultisetHash.from_counters(counters.get(OUTPUT_DIGEST, {}))
+        tally = accounting.JobTally.from_counters(counters, ("featurized", "reused") if self.options.reuse
+                                                  else ("featurized",))
         pack = storage.pack_accounting(self.args_before_expansion, self.driver_fs())
-        summary_extra = {"input": {"images": read, "expected_from_manifest": pack and pack["images"]},
-                         "reasons": reasons, "model": self.model_description(),
-                         "pack": pack and pack["accounting"]}
-        problems = []
-        if pack is not None and read != pack["images"]:
-            problems.append("the tasks read %d images, the pack manifest lists %d" % (read, pack["images"]))
-        elif pack is not None and pack["lines_digest"] is not None and \
-                MultisetHash.from_counters(counters.get(INPUT_DIGEST, {})) != pack["lines_digest"]:
-            problems.append("the packed shards are not what the pack manifest recorded (a shard was changed "
-                            "after packing: check the sha256 of each shard in manifest.json)")
-        if featurized + rejected != read:
-            problems.append("featurized %d + rejected %d != input %d" % (featurized, rejected, read))
         # the output as it is on disk: ids only cross the shuffle, nothing comes back but counts
         rejected_heads = []
         scan, duplicates = self.scan_output(runner, rejected_heads)
-        if scan is None or scan.total_featurized != featurized or scan.total_rejected != rejected \
-                or scan.digest != written:
-            problems.append("the output holds %s records, the tasks wrote %d featurized and %d rejected"
-                            % ("no" if scan is None else "%d featurized and %d rejected" % (
-                                scan.total_featurized, scan.total_rejected), featurized, rejected)
-                            + ("" if scan is None or scan.total_featurized != featurized
-                               or scan.total_rejected != rejected else " (same counts, other content)"))
-        if duplicates:
-            problems.append("%d image ids appear more than once in the output, e.g. %r"
-                            % (len(duplicates), duplicates[0][0]))
-        rejected_list = [{"id": h.id, "label": h.label, "split": h.split, "reason": h.reason, "detail": h.detail}
-                         for h in sorted(rejected_heads, key=lambda h: h.id)]
+        found = None if scan is None else accounting.OutputFound(scan.total_featurized, scan.total_rejected,
+                                                                 scan.digest, duplicates)
+        problems = accounting.check(tally, accounting.pack_expected(pack), found, "featurized")
+        problems += self.check_reused(counters)
+        rejected_list = accounting.rejected_list(rejected_heads)
         seconds = round(time.time() - self.started, 1)
-        log.info("featurized %d, rejected %d%s of %d images in %.1f s -> %s", featurized, rejected,
-                 " (%s)" % ", ".join("%s %d" % kv for kv in reasons.items()) if reasons else "", read, seconds,
-                 self.options.output_dir)
-        for r in rejected_list[:20]:
-            log.info("  rejected %s: %s %s", r["id"], r["reason"], r["detail"])
-        if len(rejected_list) > 20:
-            log.info("  ... %d more in %s/_summary.json", len(rejected_list) - 20, self.options.output_dir)
-        if pack is not None:
-            a = pack["accounting"]
-            log.info("  (pack: %d files found, %d packed, %d rejected, %d skipped; see manifest.json)",
-                     a["files_found"], a["images_packed"], a["images_rejected"], a["files_skipped"])
-        if problems:
-            raise JobFailed("the output in %s is not marked complete: %s" % (self.options.output_dir,
-                                                                             "; ".join(problems)))
-        tally = {"featurized": dict(scan.featurized), "rejected": rejected, "digest": written.hexdigest()}
-        summary = feature_store.summary("text", tally, self.spec.output_dim, seconds=seconds,
+        accounting.log_result(tally, "featurized", seconds, self.options.output_dir, rejected_list, pack)
+        accounting.fail_unless_complete(self.options.output_dir, problems)
+        summary_extra = {"input": {"images": tally.read, "expected_from_manifest": pack and pack["images"]},
+                         "reasons": tally.reasons, "model": self.model_description(), "limits": self.limits(),
+                         "pack": pack and pack["accounting"]}
+        if self.options.reuse:
+            summary_extra["reuse"] = {"from": list(self.options.reuse), "reused": tally.done["reused"],
+                                      "featurized": tally.done["featurized"]}
+        records = {"featurized": dict(scan.featurized), "rejected": tally.rejected, "digest": tally.written.hexdigest()}
+        summary = feature_store.summary("text", records, self.spec.output_dim, seconds=seconds,
                                         rejected_images=rejected_list, **summary_extra)
         feature_store.write_metadata(runner.fs, runner.get_output_dir(), self.classes, summary)
 
+    def check_reused(self, counters):
+        """Problems of the old records the join read (none without --reuse)."""
+        if self.old_features is None:
+            return []
+        featurized, rejected, digest = self.old_features.expected()
+        read = counters.get(COUNTERS, {}).get("old records", 0)
+        if read != sum(featurized.values()) + rejected or \
+                MultisetHash.from_counters(counters.get(REUSE_DIGEST, {})) != digest:
+            return ["the features given to --reuse (%s) do not add up to their summary (%d records read, %d "
+                    "listed, or other content): were they changed after they were written?"
+                    % (", ".join(self.options.reuse), read, sum(featurized.values()) + rejected)]
+        return []
+
     def model_description(self):
         """What made these features (a head trained on them refuses features made another way)."""
-        return made_by(self.spec, os.path.basename(self.options.model))
+        return made_by(self.spec, os.path.basename(self.options.model), self.options.augment)
 
     def scan_output(self, runner, rejected_heads):
         from mr_tl.jobs.scan import MRScanFeatures, parse_output
@@ -281,48 +295,6 @@ class MRFeaturize(MRTLJob):
             except StepFailedException as e:
                 raise JobFailed("the check of the output failed: %s" % e) from None
             return parse_output(storage.cat_lines(scan_runner), rejected_heads)
-
-
-def check_output_free(output_dir, alias, driver_fs):
-    """OutputExists if ``output_dir`` is there already: mrjob's inline and local runners would write
-    their part files into it (over files of the same name, beside the others) without a word.
-    Local paths and ``file://`` URIs are checked here for every runner, other URIs (``hdfs://``)
-    through the driver's file system; a path without a scheme on a cluster runner is the
-    cluster's (HDFS), and Hadoop refuses an existing output folder itself."""
-    if storage.is_remote(output_dir):
-        if storage.exists(driver_fs(), output_dir):
-            raise OutputExists("output folder %s already exists; remove it or choose another -o" % output_dir)
-        return
-    if not storage.is_uri(output_dir) and alias not in ("inline", "local"):
-        return
-    local = storage.local_path(output_dir)
-    if os.path.lexists(local) and not os.path.isdir(local):
-        raise OutputExists("-o %s is a file, not a folder; choose another -o" % output_dir)
-    if os.path.isdir(local) and os.listdir(local):
-        raise OutputExists("output folder %s already exists; remove it or choose another -o" % output_dir)
-
-
-def balanced_parts(paths, parts, folder):
-    """The lines of ``paths``, in order, dealt into ``parts`` files of (nearly) equal line counts in
-    ``folder``; returns their paths.  The files are gzip at level 0 (stored, so writing them costs
-    a copy): mrjob and Hadoop never cut a compressed file, so each one is exactly one map task."""
-    def lines():
-        for path in paths:
-            with open(path, "rb") as f:
-                for line in f:
-                    # a file's last line may lack its newline: it must not run into the next file's first
-                    yield line if line.endswith(b"\n") else line + b"\n"
-
-    total = sum(1 for _ in lines())
-    parts = max(1, min(parts, total))
-    out, source, written = [], lines(), 0
-    for i in range(parts):
-        out.append(os.path.join(folder, "part-%05d%s.gz" % (i, storage.PACKED_SUFFIX)))
-        with gzip.open(out[-1], "wb", compresslevel=0) as f:
-            for _ in range(total * (i + 1) // parts - written):
-                f.write(next(source))
-                written += 1
-    return out
 
 
 if __name__ == "__main__":

@@ -18,6 +18,14 @@ from (``-`` when unknown): with the model's hash in the output's summary it
 says exactly what a feature vector is of, so an unchanged image is never
 featurized twice and a changed one never reuses a stale vector.
 
+Prediction record (written by the predict job; its rejected records are the ``R`` records above)::
+
+    P <TAB> ID <TAB> LABEL <TAB> SPLIT <TAB> SHA256 <TAB> TOP
+
+``TOP`` is a JSON array of ``[class name, probability]`` pairs, most probable
+first (JSON escapes every tab and newline inside a name; probabilities are
+the shortest text that reads back as the same float32).
+
 Round records (written by the partition job, read by every training round)::
 
     T <TAB> WORKER <TAB> <feature record>     a training example and its worker
@@ -145,6 +153,24 @@ class PackedImage:
                    _b64decode(data, "image data"))
 
 
+def packed_line_head(line):
+    """``(id, label, split)`` of a packed image line, without decoding its image (RecordError if it is
+    not one)."""
+    fields = _line_fields(line)
+    if len(fields) != 4:
+        raise RecordError("packed image line needs 4 tab-separated fields, found %d" % len(fields))
+    return unescape_field(fields[0]), _parse_label(fields[1]), _check_split(fields[2])
+
+
+def relabeled_feature_line(feature_line, image_id, label, split):
+    """A feature record line with another id, label and split, its digest and vector text kept as they
+    are (featurize --reuse: an unchanged image's old vector under its current id)."""
+    fields = _line_fields(feature_line)
+    if fields[0] != "F" or len(fields) != 6:
+        raise RecordError("not a feature record line (%r, %d fields)" % (fields[0][:10], len(fields)))
+    return "\t".join(("F", escape_field(image_id), _label_field(label), _check_split(split), fields[4], fields[5]))
+
+
 NO_DIGEST = "-"
 
 
@@ -258,6 +284,61 @@ def feature_line_head(line):
     if fields[0] == "R" and len(fields) == 7:
         return _rejected_head(fields)
     raise RecordError(_NOT_A_FEATURE_RECORD % (fields[0][:10], len(fields)))
+
+
+# ---------------------------------------------------------------------------
+# prediction records: the predict job's output
+
+def _float32_text(value):
+    """The shortest decimal text that reads back as the same float32 (JSON-compatible)."""
+    value = np.float32(value)
+    if not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return np.format_float_positional(value, unique=True, trim="0") if value == 0 or 1e-4 <= abs(value) < 1e16 \
+        else np.format_float_scientific(value, unique=True, trim="0")
+
+
+def top_classes(probabilities, classes, k):
+    """``[(class name, probability)]`` of the ``k`` most probable classes (ties: the lower label first)."""
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+    return [(classes[i], float(np.float32(probabilities[i]))) for i in order]
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """The top classes of one image: ``top`` is ``[(class name, probability)]``, most probable first."""
+
+    id: str
+    label: object     # int, or None when unknown
+    split: object     # "train"/"val"/"test", or None when unknown
+    sha256: str
+    top: tuple
+
+    def to_line(self):
+        label = UNKNOWN if self.label is None else _label_field(self.label)
+        split = UNKNOWN if self.split is None else _check_split(self.split)
+        top = "[%s]" % ",".join("[%s,%s]" % (json.dumps(name, ensure_ascii=False), _float32_text(p))
+                                for name, p in self.top)
+        return "\t".join(("P", escape_field(self.id), label, split, _check_digest(self.sha256), top))
+
+
+def parse_prediction_line(line):
+    """A PredictionRecord or RejectedRecord of one line of predict output."""
+    fields = _line_fields(line)
+    if fields[0] == "P" and len(fields) == 6:
+        _, image_id, label, split, digest, top = fields
+        try:
+            pairs = json.loads(top)
+            top = tuple((str(name), float(np.float32(p))) for name, p in pairs)
+        except (ValueError, TypeError) as e:
+            raise RecordError("prediction of %r: bad top classes: %s" % (unescape_field(image_id), e)) from None
+        return PredictionRecord(unescape_field(image_id), None if label == UNKNOWN else _parse_label(label),
+                                None if split == UNKNOWN else _check_split(split), _check_digest(digest), top)
+    if fields[0] == "R" and len(fields) == 7:
+        head = _rejected_head(fields)
+        return RejectedRecord(head.id, head.label, head.split, head.reason, head.detail, head.sha256)
+    raise RecordError("not a prediction record: expected 'P' + 5 fields or 'R' + 6 fields, found %r with %d fields"
+                      % (fields[0][:10], len(fields)))
 
 
 # ---------------------------------------------------------------------------
