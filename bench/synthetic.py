@@ -37,3 +37,56 @@ def synthetic_arrays(n, dim, classes, seed=0):
         splits += s
         blocks.append(X)
     return ids, np.concatenate(labels), splits, np.concatenate(blocks)
+
+
+def write_feature_folder(out_dir, n, dim, classes, seed=0, parts=4, old_format=False, separation=0.3):
+    """Write ``synthetic_features(n, dim, classes, seed)`` as a features folder, streaming (one chunk in
+    memory): ``part-NNNNN`` files, the rows dealt round-robin.
+
+    The folder is complete as featurize writes one (mr_tl.feature_store: ``_labels.json``,
+    ``_summary.json`` with the records' tally, then ``_COMPLETE``), or, with ``old_format``, what
+    mr_tl wrote before the scan/partition redesign: 5-field ``F id label split base64`` records and
+    ``_labels.json`` only.  Returns ``{"bytes", "files", "counts": {split: n}}``.
+    """
+    import base64
+    import json
+    import os
+
+    from mr_tl.records import FeatureRecord
+
+    os.makedirs(out_dir, exist_ok=True)
+    names = ["c%03d" % c for c in range(classes)]
+    tally = None
+    if not old_format:
+        from mr_tl import feature_store
+
+        tally = feature_store.RecordTally()
+    files = [open(os.path.join(out_dir, "part-%05d" % p), "w", encoding="utf-8") for p in range(parts)]
+    counts = {"train": 0, "val": 0, "test": 0}
+    k = 0
+    try:
+        for ids, labels, splits, X in synthetic_features(n, dim, classes, seed, separation):
+            lines = [[] for _ in range(parts)]
+            for i, label, split, row in zip(ids, labels, splits, X):
+                if old_format:
+                    line = "F\t%s\t%d\t%s\t%s" % (i, label, split, base64.b64encode(row.astype("<f4").tobytes())
+                                                   .decode("ascii"))
+                else:
+                    record = FeatureRecord(i, int(label), split, row)
+                    line = record.to_line()
+                    tally.add(record, line)
+                counts[split] += 1
+                lines[k % parts].append(line + "\n")
+                k += 1
+            for f, chunk in zip(files, lines):
+                f.write("".join(chunk))
+    finally:
+        for f in files:
+            f.close()
+    if old_format:
+        with open(os.path.join(out_dir, "_labels.json"), "w", encoding="utf-8") as f:
+            json.dump({"format": "mr_tl.labels/1", "classes": names}, f)
+    else:
+        feature_store.write_metadata(None, out_dir, names, feature_store.summary("text", tally, dim))
+    paths = [os.path.join(out_dir, "part-%05d" % p) for p in range(parts)]
+    return {"bytes": sum(os.path.getsize(p) for p in paths), "files": parts, "counts": counts}
