@@ -12,8 +12,8 @@ import numpy as np
 from mr_tl.seeding import rng
 
 
-def synthetic_features(n, dim, classes, seed=0, separation=0.3, chunk=2048):
-    """Yield ``(ids, labels, splits, X)`` chunks of a synthetic feature set."""
+def synthetic_features(n, dim, classes, seed=0, separation=0.3, chunk=2048, fractions=(0.70, 0.15)):
+    """Yield ``(ids, labels, splits, X)`` chunks of a synthetic feature set (``fractions``: of train, val)."""
     g = rng(seed, "bench-features")
     base = np.maximum(g.standard_normal(dim, dtype=np.float32), 0) * 1.5
     prototypes = base + separation * g.standard_normal((classes, dim), dtype=np.float32)
@@ -23,15 +23,15 @@ def synthetic_features(n, dim, classes, seed=0, separation=0.3, chunk=2048):
         noise = g.standard_normal((len(y), dim), dtype=np.float32)
         X = np.float32(0.35) * np.maximum(prototypes[y] + 2 * noise - 1, 0)
         u = g.random(len(y))
-        splits = np.where(u < 0.70, "train", np.where(u < 0.85, "val", "test"))
+        splits = np.where(u < fractions[0], "train", np.where(u < fractions[0] + fractions[1], "val", "test"))
         ids = ["c%03d/img%06d.jpg" % (label, start + i) for i, label in enumerate(y)]
         yield ids, y.astype(np.int64), list(splits), X
 
 
-def synthetic_arrays(n, dim, classes, seed=0):
+def synthetic_arrays(n, dim, classes, seed=0, separation=0.3):
     """The whole set in memory: ``(ids, labels, splits, X)``."""
     ids, labels, splits, blocks = [], [], [], []
-    for i, y, s, X in synthetic_features(n, dim, classes, seed):
+    for i, y, s, X in synthetic_features(n, dim, classes, seed, separation):
         ids += i
         labels.append(y)
         splits += s
@@ -39,7 +39,8 @@ def synthetic_arrays(n, dim, classes, seed=0):
     return ids, np.concatenate(labels), splits, np.concatenate(blocks)
 
 
-def write_feature_folder(out_dir, n, dim, classes, seed=0, parts=4, old_format=False, separation=0.3):
+def write_feature_folder(out_dir, n, dim, classes, seed=0, parts=4, old_format=False, separation=0.3,
+                         fractions=(0.70, 0.15)):
     """Write ``synthetic_features(n, dim, classes, seed)`` as a features folder, streaming (one chunk in
     memory): ``part-NNNNN`` files, the rows dealt round-robin.
 
@@ -65,7 +66,7 @@ def write_feature_folder(out_dir, n, dim, classes, seed=0, parts=4, old_format=F
     counts = {"train": 0, "val": 0, "test": 0}
     k = 0
     try:
-        for ids, labels, splits, X in synthetic_features(n, dim, classes, seed, separation):
+        for ids, labels, splits, X in synthetic_features(n, dim, classes, seed, separation, fractions=fractions):
             lines = [[] for _ in range(parts)]
             for i, label, split, row in zip(ids, labels, splits, X):
                 if old_format:
