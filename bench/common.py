@@ -387,8 +387,8 @@ def train_in_process(features, hyper, epochs, score=None, tasks=0, out=None):
     normalizer (``RunDir.load_classifier``).  With an averaging frequency of N epochs only every
     N-th epoch has a checkpoint.  The run directory is temporary.
 
-    Returns ``{"epochs": [e...], "accuracy": {name: [...]}, "final": {name: acc of head.npz},
-    "rounds", "rounds_per_epoch", "seconds"}``.
+    Returns ``{"epochs": [e...], "rounds_at": [round of each], "accuracy": {name: [...]},
+    "final": {name: acc of head.npz}, "rounds", "rounds_per_epoch", "seconds"}``.
     """
     import tempfile
 
@@ -408,7 +408,7 @@ def train_in_process(features, hyper, epochs, score=None, tasks=0, out=None):
         head, _, normalizer = run.load_classifier()
         config = run.read_json("config.json")
         data = {name: (normalizer.apply(X), np.asarray(y)) for name, (X, y) in score.items()}
-        result = {"epochs": [], "accuracy": {name: [] for name in score}, "rounds": config["rounds"],
+        result = {"epochs": [], "rounds_at": [], "accuracy": {name: [] for name in score}, "rounds": config["rounds"],
                   "rounds_per_epoch": config["rounds_per_epoch"], "seconds": round(seconds, 2),
                   "final": {name: round(float(np.mean(head.predict(X) == y)), 4) for name, (X, y) in data.items()}}
         for r in run.checkpoint_rounds():
@@ -417,6 +417,7 @@ def train_in_process(features, hyper, epochs, score=None, tasks=0, out=None):
                 continue
             checkpoint = SoftmaxHead(arrays["W"], arrays["b"])
             result["epochs"].append(int(meta["epoch"]))
+            result["rounds_at"].append(r)
             for name, (X, y) in data.items():
                 result["accuracy"][name].append(round(float(np.mean(checkpoint.predict(X) == y)), 4))
     return result
