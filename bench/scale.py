@@ -52,6 +52,7 @@ from synthetic import write_feature_folder  # noqa: E402
 OLD_COMMIT = "8baa385"
 OLD_TREE = "/tmp/mr_tl-old"
 DIM, CLASSES, FRACTIONS = 1280, 257, (0.90, 0.05)
+LOGS = os.path.join(tempfile.gettempdir(), "mr_tl-scale-logs")   # each train command's whole output
 JOB_START = re.compile(r"Creating temp directory \S*/(scan|partition|train_round)\.")
 
 
@@ -100,14 +101,18 @@ class DriverWatch:
         self._thread.join()
 
 
-def run_driver(cmd, env, cwd, cap_mb=None, timeout=6 * 3600):
-    """Run a train command; driver peak RSS, tasks' peak RSS, job start times, exit status."""
+def run_driver(cmd, env, cwd, cap_mb=None, timeout=6 * 3600, log=None):
+    """Run a train command; driver peak RSS, tasks' peak RSS, job start times, exit status.
+    ``log``: a file that gets the command's whole output."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     starts, tail = {}, []
+    log_file = open(log, "w", encoding="utf-8") if log else None
     with ProcessTreeRSS(proc.pid, interval=0.5) as tree, DriverWatch(proc, cap_mb) as watch:
         for line in proc.stdout:
+            if log_file:
+                log_file.write(line)
             m = JOB_START.search(line)
             if m and m.group(1) not in starts:
                 starts[m.group(1)] = time.perf_counter() - t0
@@ -115,6 +120,8 @@ def run_driver(cmd, env, cwd, cap_mb=None, timeout=6 * 3600):
             if time.perf_counter() - t0 > timeout:
                 os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
+    if log_file:
+        log_file.close()
     total = time.perf_counter() - t0
     tasks_mb = tree.peak_mb(lambda c: "--mapper" in c or "--reducer" in c or "--combiner" in c)
     return {"code": code, "total_s": round(total, 1), "driver_peak_rss_mb": round(watch.peak_mb, 1),
@@ -134,13 +141,17 @@ def measure(name, code_dir, runner_args, features, run_dir, env, n_train, epochs
     cmd = [sys.executable, "-m", "mr_tl.train", *runner_args, features, "-o", run_dir, "--workers", str(workers),
            "--averaging-frequency", "epoch", "--epochs", str(epochs), "-v"]
     env = dict(env, PYTHONPATH=code_dir)
-    r = run_driver(cmd, env, code_dir, cap_mb)
+    os.makedirs(LOGS, exist_ok=True)
+    log = os.path.join(LOGS, "%s-%d.log" % (name, n_train))
+    r = run_driver(cmd, env, code_dir, cap_mb, log=log)
     out = {"driver_peak_rss_mb": r["driver_peak_rss_mb"], "task_peak_rss_mb": r["task_peak_rss_mb"],
            "total_s": r["total_s"], "train_examples": n_train}
     if r["code"] != 0:
         out["failed"] = r["killed"] or "exit %d" % r["code"]
-        print("  %-8s N=%-8d FAILED (%s) after %.0f s, driver peak %.0f MB\n%s"
-              % (name, n_train, out["failed"], r["total_s"], r["driver_peak_rss_mb"], r["tail"][-3000:]), flush=True)
+        out["log"] = log
+        print("  %-8s N=%-8d FAILED (%s) after %.0f s, driver peak %.0f MB (whole log: %s)\n%s"
+              % (name, n_train, out["failed"], r["total_s"], r["driver_peak_rss_mb"], log, r["tail"][-3000:]),
+              flush=True)
         return out
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rounds = [json.loads(line)["seconds"] for line in f]
@@ -177,6 +188,9 @@ def main():
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--old-cap-gb", type=float, default=16.0, help="kill the old driver past this RSS (GB)")
     p.add_argument("--tmp", default=None, help="scratch folder (default: the temp folder)")
+    p.add_argument("--hadoop-heap", default=None, metavar="SIZE",
+                   help="HADOOP_HEAPSIZE_MAX of the standalone Hadoop client JVM, which runs the map and reduce "
+                        "tasks' Java side and the shuffle (the launcher's default: 1g)")
     args = p.parse_args()
     parts = set(args.parts.split(","))
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
@@ -217,8 +231,12 @@ def main():
                     if name == "new":
                         r = measure(name, REPO, ["-r", "local"], features, run_dir, env, n, args.epochs, args.workers)
                     elif name == "hadoop":
+                        hadoop_env = standalone.env(env)
+                        if args.hadoop_heap:
+                            hadoop_env["HADOOP_HEAPSIZE_MAX"] = args.hadoop_heap
                         r = measure(name, REPO, ["-r", "hadoop", "-c", str(standalone.mrjob_conf)], features,
-                                    run_dir, standalone.env(env), n, args.epochs, args.workers)
+                                    run_dir, hadoop_env, n, args.epochs, args.workers)
+                        r["hadoop_heap"] = args.hadoop_heap or "1g (launcher default)"
                     else:
                         r = measure(name, old_tree(), ["-r", "local"], features, run_dir, env, n, args.epochs,
                                     args.workers, cap_mb=args.old_cap_gb * 1024)

@@ -51,6 +51,7 @@ def tuxpaint_features(images=None, policy=None):
     import subprocess
 
     import accuracy
+
     from mr_tl.model.spec import load_model_spec, sha256_file
 
     images = images or accuracy.TUXPAINT
@@ -104,10 +105,14 @@ def sweep(name, datasets, epochs, workers_list, schedules, outers=("average", "b
         k = parse_frequency(schedule)
         for workers in workers_list:
             for outer in outers:
-                if workers == 1 and outer == "block-momentum":
-                    continue  # eta = 1 - 1/1 = 0: identical to averaging (a test proves it)
-                if workers == 1 and k < 0:
-                    continue  # one worker, N epochs per round: the same arithmetic as one round per epoch
+                if workers == 1 and (outer == "block-momentum" or k < 0):
+                    # block momentum with eta = 1 - 1/1 = 0 is plain averaging (a test proves it), and one
+                    # worker's N epochs per round are the same arithmetic as one round per epoch
+                    if outer != outers[0] or k < 0:
+                        continue
+                    outer = "average"
+                if outer == "average" and k < 0:
+                    continue  # N epochs per round: with block momentum only (plain averaging: see K=epoch)
                 hyper = Hyperparameters(workers=workers, averaging_frequency=k, outer_optimizer=outer)
                 curves, finals, t0 = [], [], time.time()
                 for data in datasets:
