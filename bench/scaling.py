@@ -160,6 +160,9 @@ def main():
     p.add_argument("--caltech-schedules", default=",".join(SCHEDULES),
                    help="averaging frequencies of the Caltech-scale set")
     p.add_argument("--caltech-outers", default="average,block-momentum")
+    p.add_argument("--caltech-epochs", type=int, help="epochs on the Caltech-scale set (default 12, quick 4)")
+    p.add_argument("--caltech-size", help="N,DIM,CLASSES of the generated set (default 30607,4096,257; quick "
+                                          "6000,4096,60)")
     args = p.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     figures = {"benchmark": "scaling", "quick": args.quick, "machine": machine_info()}
@@ -172,10 +175,13 @@ def main():
         figures["real"] = sweep("real: EfficientNet-Lite0 features (%s) of the Tux Paint stamps" % policy, sets,
                                 20, workers, args.schedules.split(","))
     if not args.skip_caltech:
-        n, dim, classes = (6000, 4096, 60) if args.quick else (30607, 4096, 257)
-        figures["caltech_scale"] = sweep("Caltech-scale generated features", caltech_datasets(n, dim, classes),
-                                         4 if args.quick else 12, workers, args.caltech_schedules.split(","),
-                                         tuple(args.caltech_outers.split(",")))
+        n, dim, classes = (int(v) for v in args.caltech_size.split(",")) if args.caltech_size else \
+            (6000, 4096, 60) if args.quick else (30607, 4096, 257)
+        figures["caltech_size"] = [n, dim, classes]
+        figures["caltech_scale"] = sweep("Caltech-scale generated features (%d x %d, %d classes)" % (n, dim, classes),
+                                         caltech_datasets(n, dim, classes),
+                                         args.caltech_epochs or (4 if args.quick else 12), workers,
+                                         args.caltech_schedules.split(","), tuple(args.caltech_outers.split(",")))
     figures["seconds"] = round(time.time() - t0)
     emit_json(figures)
 

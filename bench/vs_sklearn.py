@@ -47,14 +47,11 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)
 # (name, Hyperparameters fields); workers and outer optimizer are added from --tune-workers
 CANDIDATES = [
     ("reference: none, lr 0.01, l2 0, epoch", {}),
-    ("none, l2 1e-4", {"l2": 1e-4}),
-    ("none, l2 1e-3", {"l2": 1e-3}),
-    ("zscore", {"normalization": "zscore"}),
-    ("zscore, l2 1e-4", {"normalization": "zscore", "l2": 1e-4}),
-    ("zscore, l2 1e-3", {"normalization": "zscore", "l2": 1e-3}),
-    ("zscore, lr 0.003, l2 1e-4", {"normalization": "zscore", "lr": 0.003, "l2": 1e-4}),
-    ("sqrt-l2-zscore, l2 1e-4", {"normalization": "sqrt-l2-zscore", "l2": 1e-4}),
-    ("zscore, l2 1e-4, 2epochs", {"normalization": "zscore", "l2": 1e-4, "averaging_frequency": -2}),
+    ("none, lr 0.003", {"lr": 0.003}),
+    ("none, lr 0.003, l2 1e-3", {"lr": 0.003, "l2": 1e-3}),
+    ("none, lr 0.003, 2epochs", {"lr": 0.003, "averaging_frequency": -2}),
+    ("none, lr 0.001, 2epochs", {"lr": 0.001, "averaging_frequency": -2}),
+    ("zscore, lr 0.001", {"normalization": "zscore", "lr": 0.001}),
 ]
 
 
