@@ -393,13 +393,17 @@ def train_in_process(features, hyper, epochs, score=None, tasks=0, out=None):
     import tempfile
 
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     from mr_tl.head import SoftmaxHead
     from mr_tl.training.in_process import InProcessRunner
     from mr_tl.training.loop import Schedule, Trainer
 
     score = score or {}
-    with tempfile.TemporaryDirectory(prefix="mr_tl-bench-run-", dir=scratch_root()) as tmp:
+    # One BLAS thread: the minibatches are small (32 rows), and OpenBLAS' threads spinning against
+    # other processes on a loaded 2-core machine made a run 10-50 times slower.
+    with threadpool_limits(limits=1), \
+            tempfile.TemporaryDirectory(prefix="mr_tl-bench-run-", dir=scratch_root()) as tmp:
         run = _epoch_end_run_dir(os.path.join(tmp, "run"))
         t0 = time.perf_counter()
         Trainer(InProcessRunner(features), run, hyper, Schedule(epochs=epochs, tasks=tasks),
