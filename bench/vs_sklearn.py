@@ -65,6 +65,8 @@ CANDIDATES = [
     ("lr 0.03, l2 1e-2, 2epochs", {"lr": 0.03, "l2": 1e-2, "averaging_frequency": -2}),
     ("lr 0.03, l2 3e-3, 4epochs", {"lr": 0.03, "l2": 3e-3, "averaging_frequency": -4}),
     ("lr 0.03, l2 3e-3, batch 16, 2epochs", {"lr": 0.03, "l2": 3e-3, "batch_size": 16, "averaging_frequency": -2}),
+    # the same, with l2 scaled to the Caltech-scale train split (21,494 examples): 3e-3 * 4,176 / 21,494
+    ("lr 0.03, l2 6e-4, 2epochs", {"lr": 0.03, "l2": 6e-4, "averaging_frequency": -2}),
 ]
 
 
@@ -239,6 +241,24 @@ def tune(args):
     return figures
 
 
+def one(args):
+    """One candidate (or ``sklearn``) on one data seed: for running the pieces of a tune in parallel."""
+    data = caltech(args.seed, args.quick)
+    if args.one == "sklearn":
+        limit = blas_one_thread()
+        val, test, C, sec = sklearn_lr(data)
+        limit.unregister()
+        print("seed %d  scikit-learn LR  val %.4f  test %.4f  (C=%g, %.0f s)" % (args.seed, val, test, C, sec))
+        return {"name": "sklearn", "seed": args.seed, "val": val, "test": test, "C": C, "seconds": round(sec, 1)}
+    fields = dict(CANDIDATES)[args.one]
+    hyper = Hyperparameters(**dict({"workers": args.tune_workers, "averaging_frequency": 0, "seed": 42 + args.seed,
+                                    "outer_optimizer": "block-momentum" if args.tune_workers > 1 else "average"},
+                                   **fields))
+    val, test, sec, rounds = mr_tl_head(data, hyper, 20 * max(1, hyper.passes_per_round))
+    print("seed %d  %s  val %.4f  test %.4f  %d rounds  %.0f s" % (args.seed, args.one, val, test, rounds, sec))
+    return {"name": args.one, "seed": args.seed, "val": val, "test": test, "rounds": rounds, "seconds": sec}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -248,11 +268,15 @@ def main():
     p.add_argument("--seeds", type=int, default=3, help="data seeds of stage 2 (default 3)")
     p.add_argument("--finalists", type=int, default=2, help="best stage-1 candidates taken to stage 2 (default 2)")
     p.add_argument("--candidates", help="only these CANDIDATES names, ';'-separated")
+    p.add_argument("--one", metavar="NAME", help="only this CANDIDATES entry (or 'sklearn') on --seed (Caltech-scale)")
+    p.add_argument("--seed", type=int, default=0, help="data seed of --one (default 0)")
     args = p.parse_args()
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     t0 = time.time()
     figures = {"benchmark": "vs_sklearn", "quick": args.quick, "C_grid": C_GRID, "machine": machine_info()}
-    if args.tune:
+    if args.one:
+        figures["one"] = one(args)
+    elif args.tune:
         figures["tune"] = tune(args)
     else:
         figures.update(compare(args))
