@@ -15,6 +15,7 @@ flipped left-right) for TTA; features are cached in
 and the source of mr_tl/images.py).
 
 For each of N seeded stratified 70/15/15 splits (mr_tl.pack's own split,
+``assign_splits``: each image's split drawn from the seed and its bytes;
 seeds 42, 43, ...) and each pipeline
 
     policy       center-crop (today's default), squash, letterbox with pad white/mean/edge-mean,
@@ -26,8 +27,9 @@ seeds 42, 43, ...) and each pipeline
 two classifiers are trained on train and scored on test:
   * scikit-learn LogisticRegression (lbfgs), C picked on the val split from a grid;
   * mr_tl's head, the reference recipe (Xavier, Nesterovs lr 0.01 momentum
-    0.8, batch 32, 1 worker, 20 epochs) run with mr_tl.rounds.simulate_round
-    (the arithmetic of the MapReduce rounds).
+    0.8, batch 32, 1 worker, 20 epochs) trained by the real loop
+    (``Trainer(InProcessRunner(features), ...)``: the arithmetic of the
+    MapReduce rounds, bit for bit) on the normalized features.
 Prints mean +- sd over the splits and the gain over today's default with
 its paired sd, then one JSON line; ``default_gain_pt`` is the test gain of
 mr_tl's head for the best single-trunk-pass pipeline (no TTA), chosen by
@@ -51,15 +53,13 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from common import cache_dir, emit_json, machine_info  # noqa: E402
+from common import cache_dir, emit_json, feature_set, machine_info, train_in_process  # noqa: E402
 
 from mr_tl.featurizer import Featurizer  # noqa: E402
-from mr_tl.head import SoftmaxHead  # noqa: E402
 from mr_tl.images import ImageRejected, letterbox_box, preprocess, probe  # noqa: E402
 from mr_tl.model.spec import load_model_spec, sha256_file  # noqa: E402
-from mr_tl.pack import SplitSize, find_images, split_class  # noqa: E402
-from mr_tl.rounds import RoundParams, simulate_round, split_by_worker  # noqa: E402
-from mr_tl.train import assign_workers, initial_state  # noqa: E402
+from mr_tl.pack import SplitSize, assign_splits, find_images  # noqa: E402
+from mr_tl.training.hyperparameters import Hyperparameters  # noqa: E402
 
 MODEL = os.path.join(REPO, "models", "efficientnet-lite0-features.onnx")
 TUXPAINT = os.path.join(os.path.expanduser("~"), ".cache", "mr_tl", "tuxpaint", "images")
@@ -84,9 +84,10 @@ def load_images(images_dir):
     """``(classes, ids, labels, data, has_alpha, rejected)`` of every image mr_tl.pack would accept."""
     from PIL import Image
 
-    classes, items, _ = find_images(images_dir)
+    listing = find_images(images_dir)
+    classes = listing.classes
     ids, labels, blobs, alpha, rejected = [], [], [], [], []
-    for rel, label, path in items:
+    for rel, label, path in listing.items:
         with open(path, "rb") as f:
             data = f.read()
         try:
@@ -145,12 +146,11 @@ def _pad_of(data, x, spec):
 
 # -- pipelines --------------------------------------------------------------------------------------------
 
-def splits_for(seed, ids, labels, classes):
-    """``{name: index array}`` by mr_tl.pack's stratified split (70/15/15) with this seed."""
-    split = {}
-    for c, name in enumerate(classes):
-        members = [ids[i] for i in np.flatnonzero(labels == c)]
-        split.update(split_class(members, name, seed, SplitSize(0.15), SplitSize(0.15)))
+def splits_for(seed, ids, labels, classes, digests):
+    """``{name: index array}`` by mr_tl.pack's stratified split (70/15/15) with this seed
+    (``digests``: sha256 hex of each image's bytes, from which pack draws its split)."""
+    images = [(i, int(label), d) for i, label, d in zip(ids, labels, digests)]
+    split, _, _, _ = assign_splits(images, classes, seed, SplitSize(0.15), SplitSize(0.15))
     names = np.array([split[i] for i in ids])
     return {s: np.flatnonzero(names == s) for s in ("train", "val", "test")}
 
@@ -188,18 +188,15 @@ def sklearn_accuracy(X, y, idx):
     return best
 
 
-def mr_tl_accuracy(X, y, idx, ids, n_classes):
-    """``(val accuracy, test accuracy)`` of mr_tl's head, reference recipe, 1 worker, EPOCHS epochs."""
-    train = idx["train"]
-    X_train = X[train].astype(np.float32)
-    train_ids = [ids[i] for i in train]
-    config = {"seed": 42, "outer_optimizer": "average", "block_momentum": 0.0, "block_lr": 1.0, "workers": 1}
-    arrays = initial_state(X.shape[1], n_classes, config)
-    worker_data = split_by_worker(X_train, y[train], train_ids, assign_workers(train_ids, 1, 42), 1)
-    for epoch in range(EPOCHS):
-        arrays, _ = simulate_round(arrays, worker_data, RoundParams(workers=1, epoch=epoch, averaging_frequency=0))
-    head = SoftmaxHead(arrays["W"], arrays["b"])
-    return tuple(float(np.mean(head.predict(X[idx[s]].astype(np.float32)) == y[idx[s]])) for s in ("val", "test"))
+def mr_tl_accuracy(X, y, idx, ids, classes):
+    """``(val accuracy, test accuracy)`` of mr_tl's head, reference recipe, 1 worker, EPOCHS epochs
+    (the real training loop on these, already normalized, features)."""
+    keep = np.concatenate([idx["train"], idx["val"]])
+    splits = ["train"] * len(idx["train"]) + ["val"] * len(idx["val"])
+    features = feature_set([ids[i] for i in keep], y[keep], splits, X[keep].astype(np.float32), classes)
+    r = train_in_process(features, Hyperparameters(workers=1, averaging_frequency=0), EPOCHS,
+                         score={s: (X[idx[s]].astype(np.float32), y[idx[s]]) for s in ("val", "test")})
+    return r["final"]["val"], r["final"]["test"]
 
 
 def stats(values):
@@ -262,7 +259,8 @@ def main():
                 if not tta or policy == "center-crop" or policy.startswith("letterbox-") and policy in POLICIES:
                     pipelines.append((policy, norm, tta))
     split_seeds = [42 + k for k in range(n_splits)]
-    splits = [splits_for(seed, ids, y, classes) for seed in split_seeds]
+    digests = [hashlib.sha256(data).hexdigest() for data in blobs]
+    splits = [splits_for(seed, ids, y, classes, digests) for seed in split_seeds]
     print("%d splits (seeds %d..%d): train/val/test %d/%d/%d images; %d pipelines x 2 classifiers"
           % (n_splits, split_seeds[0], split_seeds[-1], len(splits[0]["train"]), len(splits[0]["val"]),
              len(splits[0]["test"]), len(pipelines)), flush=True)
@@ -284,7 +282,7 @@ def main():
         for idx in splits:
             Xn = normalize(X_used, idx["train"], norm)
             sv, st, C = sklearn_accuracy(Xn, y, idx)
-            mv, mt = mr_tl_accuracy(Xn, y, idx, ids, len(classes))
+            mv, mt = mr_tl_accuracy(Xn, y, idx, ids, classes)
             r["sk_val"].append(sv)
             r["sk_test"].append(st)
             r["sk_C"].append(C)
