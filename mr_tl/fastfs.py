@@ -851,6 +851,24 @@ def filesystem(hadoop_bin=None, webhdfs_url=None, default_fs=None):
     return fs
 
 
+def jvm_free(fs, path):
+    """Does the composite filesystem ``fs`` answer ``path`` without starting a JVM, i.e. is the
+    first enabled sub-filesystem that handles it one of this module's (or mrjob's local one)?
+
+    For code that runs ``hadoop fs`` itself to save JVMs (``mr_tl.storage`` batches ``-cat``,
+    ``-get`` and ``-put``): where this is true, the plain ``fs.cat/ls/put`` calls are cheaper.
+    """
+    if not isinstance(fs, CompositeFilesystem):
+        return isinstance(fs, (LocalURIFilesystem, WebHDFSFilesystem, LocalFilesystem)) and fs.can_handle_path(path)
+    for name in fs._fs_names:
+        if name in fs._disabled:
+            continue
+        sub = getattr(fs, name)
+        if sub.can_handle_path(path):
+            return isinstance(sub, (LocalURIFilesystem, WebHDFSFilesystem, LocalFilesystem))
+    return False
+
+
 # -- the runner prototype --------------------------------------------------------------------
 
 # mrjob 0.7.4 internals FastHadoopJobRunner uses (tests/test_fastfs.py checks they are still there)
@@ -860,6 +878,8 @@ MRJOB_PRIVATE_API = (
     ("mrjob.bin.MRJobBinRunner", "_create_mrjob_zip"),   # method: builds mrjob.zip, sets _mrjob_zip_path
     ("mrjob.bin.MRJobBinRunner", "_mrjob_zip_path"),     # instance attribute
     ("mrjob.bin.MRJobBinRunner", "_py_files"),           # method: py_files + mrjob.zip, local paths
+    ("mrjob.fs.composite.CompositeFilesystem", "_fs_names"),  # jvm_free(): sub-filesystems in order
+    ("mrjob.fs.composite.CompositeFilesystem", "_disabled"),  # jvm_free(): ... and the disabled ones
 )
 
 _ZIP_CACHE = {}

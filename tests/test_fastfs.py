@@ -436,6 +436,10 @@ def test_composite_routes_by_scheme(tmp_path, fake_hdfs, tree):
     fs.mkdir("hdfs:///z")
     assert fs.exists("hdfs:///z")
     assert calls(log) == []  # not one hadoop command
+    assert all(fastfs.jvm_free(fs, p) for p in ("hdfs:///z", "file:///z", "/z", "relative"))
+    assert not fastfs.jvm_free(fs, "hdfs://elsewhere:8020/z") and not fastfs.jvm_free(fs, "s3://b/z")
+    fs._disabled.add("webhdfs")  # what the composite does when WebHDFS turns out unavailable
+    assert not fastfs.jvm_free(fs, "hdfs:///z")
     assert isinstance(fs.hadoop, fastfs.CachedVersionHadoopFilesystem)  # still there for `hadoop jar` etc.
 
 
@@ -528,17 +532,18 @@ def test_compiled_zip_imports_the_same_code(tmp_path):
     assert out[0] == "42" and out[1] == "zipimporter"
 
 
-def test_mrjob_private_api_is_still_there():
-    """FastHadoopJobRunner relies on these mrjob 0.7.4 internals (fastfs.MRJOB_PRIVATE_API)."""
-    runner = fastfs.FastHadoopJobRunner(hadoop_bin=["hadoop"], conf_paths=[])
+def test_mrjob_private_api_is_still_there(tmp_path):
+    """FastHadoopJobRunner and jvm_free() rely on these mrjob 0.7.4 internals (fastfs.MRJOB_PRIVATE_API)."""
+    runner = fastfs.FastHadoopJobRunner(hadoop_bin=["hadoop"], conf_paths=[], hadoop_tmp_dir=uri(tmp_path))
     try:
+        assert runner._fs is None and runner._mrjob_zip_path is None  # before first use
         for dotted, name in fastfs.MRJOB_PRIVATE_API:
             module, cls = dotted.rsplit(".", 1)
             owner = getattr(importlib.import_module(module), cls)
-            assert hasattr(owner, name) or hasattr(runner, name), "%s.%s is gone" % (dotted, name)
-            assert isinstance(runner, owner)
+            instance = next(x for x in (runner, runner.fs) if isinstance(x, owner))
+            assert hasattr(owner, name) or hasattr(instance, name), "%s.%s is gone" % (dotted, name)
         assert runner._opts["hadoop_bin"] == ["hadoop"]
-        assert runner._mrjob_zip_path is None and runner._fs is None
         assert callable(runner._py_files) and callable(runner._create_mrjob_zip)
+        assert runner.fs._fs_names[0] == "fast_local" and runner.fs._disabled == set()
     finally:
         runner.cleanup()
