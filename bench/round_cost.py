@@ -158,17 +158,18 @@ def task_times(folder, mode, jar_start):
 # -- one round ----------------------------------------------------------------------------------
 
 
-# the runners compared: mrjob's (what mr_tl.train uses today), and the prototype without and with
-# bytecode in the shipped zips
+# the runners compared: mrjob's (what mr_tl.train uses today); the prototype with its filesystem
+# only; the whole prototype (also: zips with bytecode, uploaded once per process)
 VARIANTS = ("mrjob", "fastfs", "fast")
-VARIANT_NAMES = {"mrjob": "mrjob runner", "fastfs": "fast fs", "fast": "fast fs + pyc"}
+VARIANT_NAMES = {"mrjob": "mrjob runner", "fastfs": "fast fs", "fast": "fast runner"}
 
 
 def runner_for(variant):
     from mr_tl import fastfs
 
     if variant == "fastfs":
-        return type("FastFsOnlyRunner", (fastfs.FastHadoopJobRunner,), {"compile_zips": False})
+        return type("FastFsOnlyRunner", (fastfs.FastHadoopJobRunner,), {"compile_zips": False,
+                                                                        "share_py_files": False})
     return fastfs.FastHadoopJobRunner
 
 
@@ -437,10 +438,15 @@ def measure_mode(mode, rec, tmp, prepared, rounds, floors, home):
         _, _, kept = run_round(rec, "fast", mode, runner_args, config, state, 0, inputs, 2, scratch, keep=True)
         args = rec.jar_args
         mapper = args[args.index("-mapper") + 1]
-        cmdline = {"files, -D, -cmdenv; cat": [], "+ setup wrapper; cat": []}
+        cmdline = {"files, -D, -cmdenv; cat": [], "+ setup wrapper; cat": [], "bare, map only": []}
         try:
             for _ in range(max(1, floors - 1)):
                 floor()
+                cmdline["bare, map only"].append(floor_job(
+                    mode_obj, jar, one_uri, base + "/cmdline-out", fs,
+                    base_args=[str(mode_obj.hadoop_bin), "jar", str(jar), "-D", "mapreduce.job.reduces=0",
+                               "-input", "", "-output", "", "-mapper", "cat"]))
+                print("  bare streaming job, map only: %.2f s" % cmdline["bare, map only"][-1], flush=True)
                 for name, m in (("files, -D, -cmdenv; cat", "cat"), ("+ setup wrapper; cat", wrapped(mapper, "cat"))):
                     cmdline[name].append(floor_job(mode_obj, jar, one_uri, base + "/cmdline-out", fs, m, m,
                                                    base_args=args))
@@ -576,21 +582,34 @@ def main():
     rec = install_recorder()
     figures = {"machine": {k: info[k] for k in ("cpu", "cpu_family_model", "cores", "mem_gib", "date")}}
     with tempfile.TemporaryDirectory(prefix="mr_tl-round-cost-") as tmp:
+        # mr_tl.job.package_zip() keeps the newest 5 zips of a cache shared by every checkout on the
+        # machine; another checkout's jobs can remove ours before mrjob uploads it: use our own
+        os.environ["XDG_CACHE_HOME"] = os.path.join(tmp, "xdg-cache")
         t = time.time()
         prepared = prepare(tmp, args.train_examples)
         feat, _, _, _, n_train, dim, n_classes = prepared
         print("features: %d train examples, %d-d, %d classes (%.1f s); 2 workers, one round per epoch, "
               "block momentum" % (n_train, dim, n_classes, time.time() - t), flush=True)
         figures.update({"train_examples": n_train, "dim": dim, "classes": n_classes})
-        measured = {}
+        measured, summaries = {}, {}
         for mode in modes:
-            print("\n== %s" % mode, flush=True)
+            load0 = os.getloadavg()[0]
+            print("\n== %s (load average %.1f)" % (mode, load0), flush=True)
             measured[mode] = measure_mode(mode, rec, tmp, prepared, rounds, floors, home)
+            measured[mode]["load_average"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+            summaries[mode] = summarize(mode, measured[mode])
+            print("  load average at start and end: %.1f, %.1f (%d cores)"
+                  % (tuple(measured[mode]["load_average"]) + (info["cores"],)), flush=True)
         if e2e_rounds and "standalone" in modes:
-            print("\n== end to end on standalone: python -m mr_tl.train, %d rounds" % e2e_rounds, flush=True)
-            figures["e2e_standalone"] = end_to_end(tmp, feat, e2e_rounds, home)
+            print("\n== end to end on standalone: python -m mr_tl.train, %d rounds (load average %.1f)"
+                  % (e2e_rounds, os.getloadavg()[0]), flush=True)
+            try:
+                figures["e2e_standalone"] = end_to_end(tmp, feat, e2e_rounds, home)
+            except RuntimeError as e:
+                print("  failed: %s" % str(e)[-2000:], flush=True)
+                figures["e2e_standalone"] = {"error": str(e)[-300:]}
     for mode in modes:
-        floor, out = summarize(mode, measured[mode])
+        floor, out = summaries[mode]
         m = measured[mode]
         figures["floor_%s" % mode] = round(floor, 2)
         for variant, o in out.items():
@@ -600,7 +619,8 @@ def main():
                     round(o[key], 3) if isinstance(o[key], float) else o[key]
         figures["cmdline_cat_%s" % mode] = {k: round(med(v), 2) for k, v in m["cmdline"].items()}
         figures["same_state_%s" % mode] = m["same_state"]
-    if "e2e_standalone" in figures:
+        figures["load_average_%s" % mode] = m["load_average"]
+    if "speedup" in figures.get("e2e_standalone", {}):
         e = figures["e2e_standalone"]
         print("\nend to end on standalone (%d rounds): mrjob runner %.1f s, fast runner %.1f s: %.2fx"
               % (e2e_rounds, e["mrjob"]["seconds"], e["fast"]["seconds"], e["speedup"]))

@@ -72,7 +72,7 @@ from mrjob.fs.base import Filesystem
 from mrjob.fs.composite import CompositeFilesystem
 from mrjob.fs.hadoop import HadoopFilesystem
 from mrjob.fs.local import LocalFilesystem
-from mrjob.hadoop import HadoopJobRunner
+from mrjob.hadoop import HadoopJobRunner, fully_qualify_hdfs_path
 
 log = logging.getLogger(__name__)
 
@@ -877,7 +877,7 @@ MRJOB_PRIVATE_API = (
     ("mrjob.runner.MRJobRunner", "_opts"),               # instance attribute: the options (hadoop_bin)
     ("mrjob.bin.MRJobBinRunner", "_create_mrjob_zip"),   # method: builds mrjob.zip, sets _mrjob_zip_path
     ("mrjob.bin.MRJobBinRunner", "_mrjob_zip_path"),     # instance attribute
-    ("mrjob.bin.MRJobBinRunner", "_py_files"),           # method: py_files + mrjob.zip, local paths
+    ("mrjob.bin.MRJobBinRunner", "_py_files"),           # method: py_files + mrjob.zip (URIs are not uploaded)
     ("mrjob.fs.composite.CompositeFilesystem", "_fs_names"),  # jvm_free(): sub-filesystems in order
     ("mrjob.fs.composite.CompositeFilesystem", "_disabled"),  # jvm_free(): ... and the disabled ones
 )
@@ -938,18 +938,57 @@ def compiled_zip(src):
     return path
 
 
+_SHARED = {}
+
+
+def _shared_uri(fs, root, local):
+    """The URI of a copy of the local file ``local`` in a per-process folder under ``root``
+    (``<root>/mr_tl-shared-<pid>-<random>/<sha256[:16]>/<name>``), uploaded on first use and
+    removed when the process exits."""
+    import atexit
+    import hashlib
+    import uuid
+
+    with open(local, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    key = (root, digest, os.path.basename(local))
+    if key in _SHARED:
+        return _SHARED[key]
+    folders = _SHARED.setdefault(("folder", root), [])
+    if not folders:
+        folder = "%s/mr_tl-shared-%d-%s" % (root.rstrip("/"), os.getpid(), uuid.uuid4().hex[:8])
+        folders.append(folder)
+
+        def remove(fs=fs, folder=folder):
+            try:
+                fs.rm(folder)
+            except Exception as e:  # at exit: say so, never raise
+                log.warning("could not remove %s: %s", folder, e)
+        atexit.register(remove)
+    uri = "%s/%s/%s" % (folders[0], digest, os.path.basename(local))
+    fs.mkdir(posixpath.dirname(uri))
+    fs.put(local, uri)
+    _SHARED[key] = uri
+    return uri
+
+
 class FastHadoopJobRunner(HadoopJobRunner):
     """mrjob's Hadoop runner whose every file operation goes through :func:`filesystem` (no JVM),
     with ``hadoop version`` asked and mrjob's zip built once per process: only the job itself
-    (``hadoop jar``) starts a JVM.  With ``compile_zips`` (default) the zips on the tasks'
-    PYTHONPATH (``py_files`` and mrjob's own) carry bytecode (:func:`compiled_zip`).
+    (``hadoop jar``) starts a JVM.
 
+    ``compile_zips`` (default on): the zips on the tasks' PYTHONPATH (``py_files`` and mrjob's
+    own) carry bytecode (:func:`compiled_zip`).
+    ``share_py_files`` (default on): those zips are uploaded once per process, next to the jobs'
+    temp folders, and reused by every job of the process (mrjob uploads them twice per job, one
+    copy unused); YARN's per-user cache then localizes them once per node, not once per job.
     ``webhdfs_url``: the NameNode's HTTP address (a subclass attribute), default
     ``$MR_TL_WEBHDFS_URL``, else the cluster configuration.
     """
 
     webhdfs_url = None
     compile_zips = True
+    share_py_files = True
 
     @property
     def fs(self):
@@ -973,11 +1012,15 @@ class FastHadoopJobRunner(HadoopJobRunner):
         return self._mrjob_zip_path
 
     def _py_files(self):
-        files = super()._py_files()
-        if not self.compile_zips:
-            return files
-        return [compiled_zip(p) if p.endswith(".zip") and not _is_uri(p) and os.path.isfile(p)
-                and p != self._mrjob_zip_path else p for p in files]
+        files = []
+        for p in super()._py_files():
+            if p.endswith(".zip") and not _is_uri(p) and os.path.isfile(p):
+                if self.compile_zips and p != self._mrjob_zip_path:  # mrjob's: compiled already
+                    p = compiled_zip(p)
+                if self.share_py_files:
+                    p = _shared_uri(self.fs, fully_qualify_hdfs_path(self._opts["hadoop_tmp_dir"]), p)
+            files.append(p)
+        return files
 
 
 def _is_uri(path):

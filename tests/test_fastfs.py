@@ -511,6 +511,30 @@ def test_fast_runner_uses_the_fast_filesystem_and_asks_the_version_once(tmp_path
         "envvars", "org.apache.hadoop.hdfs.tools.GetConf", "fs", "fs"]
 
 
+def test_fast_runner_ships_compiled_zips_uploaded_once_per_process(tmp_path, monkeypatch):
+    hadoop_bin, log = fake_hadoop(tmp_path)
+    monkeypatch.setattr(fastfs, "_SHARED", {})
+    src = tmp_path / "mypkg-0001.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("mypkg/__init__.py", "X = 1\n")
+    tmp_root = tmp_path / "hadoop-tmp"
+    tmp_root.mkdir()
+    uris = []
+    for _ in range(2):
+        runner = fastfs.FastHadoopJobRunner(hadoop_bin=[hadoop_bin], conf_paths=[], py_files=[str(src)],
+                                            hadoop_tmp_dir=uri(tmp_root))
+        uris.append(runner._py_files())
+        assert runner._py_files() == uris[-1]
+        runner.cleanup()
+    assert uris[0] == uris[1]  # the same copies for every job of the process
+    assert [u.rsplit("/", 1)[1] for u in uris[0]] == ["mypkg-0001.zip", "mrjob.zip"]  # names kept
+    for u in uris[0]:
+        assert u.startswith(uri(tmp_root) + "/mr_tl-shared-%d-" % os.getpid())
+        with zipfile.ZipFile(u[len("file://"):]) as z:
+            assert any(n.endswith(".pyc") for n in z.namelist())
+    assert calls(log) == []
+
+
 def test_compiled_zip_imports_the_same_code(tmp_path):
     pkg = tmp_path / "src" / "zpkg"
     pkg.mkdir(parents=True)
