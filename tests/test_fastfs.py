@@ -160,6 +160,22 @@ def test_local_put(lfs, tree, tmp_path):
         lfs.put(str(src), uri(tree / "d") + "/")
 
 
+def test_local_put_private_under_a_prefix(tree, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    lfs = fastfs.LocalURIFilesystem(private_under=[uri(tree / "d" / "e") + "/"])
+    lfs.put(str(src), uri(tree / "d" / "e" / "job-file"))
+    lfs.put(str(src), uri(tree / "d" / "output-file"))
+    assert stat.S_IMODE(os.stat(tree / "d" / "e" / "job-file").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tree / "d" / "output-file").st_mode) & 0o044 == 0o044 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_local_touchz(lfs, tree):
     lfs.touchz(uri(tree / "d" / "z"))
     assert (tree / "d" / "z").read_bytes() == b""
@@ -203,6 +219,7 @@ class FakeWebHDFS:
     def __init__(self, root, mode="on"):
         self.root, self.mode, self.requests = str(root), mode, []
         self.drop_connections = False  # close each connection after its reply, without saying so
+        self.permissions = {}  # path -> the permission CREATE asked for
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -293,6 +310,8 @@ class FakeWebHDFS:
             elif exists:
                 os.remove(p)
             return self.reply(h, 200, {"boolean": exists})
+        if op == "CREATE" and not on_dn and "permission" in q:
+            self.permissions[path] = q["permission"]
         if op in ("CREATE", "OPEN") and not on_dn:
             location = "http://127.0.0.1:%d%s" % (self.dn.server_address[1], h.path)
             return self.reply(h, 307, b"", headers=[("Location", location)])
@@ -355,6 +374,11 @@ def test_webhdfs_round_trip(fake_hdfs, tmp_path):
     fs.rm("hdfs:///nothing")
     # the data went to the DataNode, and one stat is enough for a path without a pattern
     assert ("PUT", "CREATE", "/w/a b/c/ü.txt", "dn") in fake_hdfs.requests
+    private = webhdfs(fake_hdfs, private_under=["hdfs:///tmp/"])
+    private.mkdir("hdfs:///tmp/job")
+    private.put(str(src), "hdfs:///tmp/job/f")
+    private.put(str(src), "hdfs:///w/out")
+    assert fake_hdfs.permissions == {"/tmp/job/f": "600"}
     fake_hdfs.requests.clear()
     assert fs.exists("hdfs:///w/empty")
     assert fake_hdfs.requests == [("GET", "GETFILESTATUS", "/w/empty", "nn")]
@@ -527,6 +551,7 @@ def test_fast_runner_ships_compiled_zips_uploaded_once_per_process(tmp_path, mon
         assert runner._py_files() == uris[-1]
         runner.cleanup()
     assert uris[0] == uris[1]  # the same copies for every job of the process
+    assert all(stat.S_IMODE(os.stat(u[len("file://"):]).st_mode) == 0o600 for u in uris[0])
     assert [u.rsplit("/", 1)[1] for u in uris[0]] == ["mypkg-0001.zip", "mrjob.zip"]  # names kept
     for u in uris[0]:
         assert u.startswith(uri(tmp_root) + "/mr_tl-shared-%d-" % os.getpid())
