@@ -989,9 +989,15 @@ def _shared_uri(fs, root, local):
         folder = "%s/mr_tl-shared-%d-%s" % (root.rstrip("/"), os.getpid(), uuid.uuid4().hex[:8])
         folders.append(folder)
 
-        def remove(fs=fs, folder=folder):
+        # at exit, without a JVM: the sub-filesystem that can (a cluster already gone is no error)
+        sub = next((getattr(fs, name) for name in ("fast_local", "webhdfs")
+                    if getattr(fs, name, None) is not None and getattr(fs, name).can_handle_path(folder)), fs)
+
+        def remove(sub=sub, folder=folder):
             try:
-                fs.rm(folder)
+                sub.rm(folder)
+            except WebHDFSUnavailable:
+                log.debug("could not remove %s: WebHDFS unavailable", folder)
             except Exception as e:  # at exit: say so, never raise
                 log.warning("could not remove %s: %s", folder, e)
         atexit.register(remove)
