@@ -1018,9 +1018,9 @@ class FastHadoopJobRunner(HadoopJobRunner):
     ``share_py_files`` (default on): those zips are uploaded once per process, next to the jobs'
     temp folders, and reused by every job of the process (mrjob uploads them twice per job, one
     copy unused); YARN's per-user cache then localizes them once per node, not once per job.
-    ``private_job_files`` (default on): files it puts under its temp root are readable by their
-    owner only, which spares Hadoop's distributed cache a check of every folder above them (on
-    standalone: a forked ``ls -ld`` each; see :class:`_PrivatePuts`).
+    ``private_job_files`` (default on): with a ``file://`` temp root (standalone Hadoop), files it
+    puts there are readable by their owner only, which spares Hadoop's distributed cache a forked
+    ``ls -ld`` for every folder above them (see :class:`_PrivatePuts`).
     ``webhdfs_url``: the NameNode's HTTP address (a subclass attribute), default
     ``$MR_TL_WEBHDFS_URL``, else the cluster configuration.
     """
@@ -1033,10 +1033,13 @@ class FastHadoopJobRunner(HadoopJobRunner):
     @property
     def fs(self):
         if self._fs is None:
-            # what the runner puts into its temp folders (the job's files) is private to the user
+            # on a local file system (standalone), what the runner puts into its temp folders (the
+            # job's files) is private to the user; on HDFS the permissions stay mrjob's (YARN
+            # localizes public files with the NodeManager's shared localizer, and caches them)
             tmp_root = fully_qualify_hdfs_path(self._opts["hadoop_tmp_dir"]).rstrip("/") + "/"
+            private = self.private_job_files and tmp_root.startswith("file://")
             self._fs = filesystem(self._opts["hadoop_bin"] or None, webhdfs_url=self.webhdfs_url,
-                                  private_under=[tmp_root] if self.private_job_files else ())
+                                  private_under=[tmp_root] if private else ())
         return self._fs
 
     def _create_mrjob_zip(self):
