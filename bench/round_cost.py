@@ -159,9 +159,12 @@ def task_times(folder, mode, jar_start):
 
 
 # the runners compared: mrjob's (what mr_tl.train uses today); the prototype with its filesystem
-# only; the whole prototype (also: zips with bytecode, uploaded once per process)
-VARIANTS = ("mrjob", "fastfs", "fast")
-VARIANT_NAMES = {"mrjob": "mrjob runner", "fastfs": "fast fs", "fast": "fast runner"}
+# only; the whole prototype (also: zips with bytecode, uploaded once per process, owner-only job files
+# on file://); and, as a design option for the lead, the whole prototype with a map-only round job
+# whose reduce (finish_round) the driver runs
+VARIANTS = ("mrjob", "fastfs", "fast", "maponly")
+VARIANT_NAMES = {"mrjob": "mrjob runner", "fastfs": "fast fs", "fast": "fast runner",
+                 "maponly": "fast, map-only"}
 
 
 def runner_for(variant):
@@ -187,14 +190,25 @@ def job_for(variant, args):
     return job
 
 
-def read_output(variant, runner):
+def read_output(variant, runner, job=None, state_path=None):
     from mrjob.util import to_lines
 
     from mr_tl import storage
 
-    if variant != "mrjob":  # mrjob's own cat_output(): ls + cat through the runner's (fast) filesystem
-        return [line.decode("utf-8").rstrip("\r\n") for line in to_lines(runner.cat_output()) if line]
-    return list(storage.cat_lines(runner))  # what mr_tl.train.run_round does today
+    if variant == "mrjob":
+        return list(storage.cat_lines(runner))  # what mr_tl.train.run_round does today
+    # mrjob's own cat_output(): ls + cat through the runner's (fast) filesystem
+    lines = [line.decode("utf-8").rstrip("\r\n") for line in to_lines(runner.cat_output()) if line]
+    if variant == "maponly":  # the reducer's work, in the driver: the same function on the same lines
+        from mr_tl.records import encode_arrays, load_npz
+        from mr_tl.rounds import RoundParams, finish_round
+        from mr_tl.train_round import decode_contribution
+
+        contributions = [decode_contribution(line)[0] for line in lines]
+        _, state = load_npz(state_path)
+        new_arrays, meta = finish_round(contributions, state, RoundParams.from_options(job.options))
+        lines = [encode_arrays(meta, new_arrays)]
+    return lines
 
 
 def run_round(rec, variant, mode, runner_args, config, state_path, epoch, inputs, tasks, scratch, keep=False):
@@ -203,7 +217,8 @@ def run_round(rec, variant, mode, runner_args, config, state_path, epoch, inputs
     from mr_tl.records import decode_arrays
 
     times = tempfile.mkdtemp(prefix="times-", dir=scratch)
-    extra = ["--cmdenv", "MR_TL_BENCH_TIMES=" + times] + (["--cleanup", "NONE"] if keep else [])
+    extra = ["--cmdenv", "MR_TL_BENCH_TIMES=" + times] + (["--cleanup", "NONE"] if keep else []) + (
+        ["--map-only"] if variant == "maponly" else [])
     rec.events = []
     t0 = time.time()
     job = job_for(variant, mtrain.job_args(config, list(runner_args) + extra, state_path, epoch, 0, inputs, tasks))
@@ -211,7 +226,7 @@ def run_round(rec, variant, mode, runner_args, config, state_path, epoch, inputs
     t_made = time.time()
     runner.run()
     t_ran = time.time()
-    lines = read_output(variant, runner)
+    lines = read_output(variant, runner, job, state_path)
     t_read = time.time()
     if not keep:
         runner.cleanup()
@@ -253,7 +268,7 @@ def breakdown(events, tasks, mode, t0, t_made, t_ran, t_read, t_end):
         "jar: task start-up": startup_cp,
         "jar: tasks' work": work,
         "jar: shuffle, commit, exit": (j1 - j0) - submission - startup_cp - work,
-        "output read-back": t_read - t_ran,
+        "output read-back (map-only: + reduce)": t_read - t_ran,
         "cleanup": t_end - t_read,
     }
     wall = t_end - t0
@@ -262,7 +277,7 @@ def breakdown(events, tasks, mode, t0, t_made, t_ran, t_read, t_end):
         "hadoop version": _count(events, "jvm", *_phase(events, "version")) if _phase(events, "version")[0] else 0,
         "uploads (mkdir, put)": _count(events, "jvm", *_phase(events, "uploads")) if _phase(events, "uploads")[0]
         else 0,
-        "output read-back": _count(events, "jvm", t_ran, t_read),
+        "output read-back (map-only: + reduce)": _count(events, "jvm", t_ran, t_read),
         "cleanup": _count(events, "jvm", t_read, t_end),
     }
     maps = [t for t in tasks if t["role"] == "map"]
@@ -520,7 +535,7 @@ def summarize(mode, m):
     floor = med(m["floor"])
     print("\n%s: floor (bare streaming job) %.2f s, median of %d" % (mode, floor, len(m["floor"])))
     names = list(m["rounds"]["mrjob"][0]["parts"])
-    print("  %-34s" % "part of a round (median s, JVMs)" + "".join("%17s" % VARIANT_NAMES[v] for v in VARIANTS))
+    print("  %-38s" % "part of a round (median s, JVMs)" + "".join("%17s" % VARIANT_NAMES[v] for v in VARIANTS))
     for name in names:
         cells = []
         for variant in VARIANTS:
@@ -528,7 +543,7 @@ def summarize(mode, m):
             jvms = med([r["jvm_calls"].get(name) for r in rs])
             cells.append("%7.2f%s" % (med([r["parts"][name] for r in rs]),
                                       " (%2d JVM)" % jvms if jvms is not None else " " * 9))
-        print("  %-34s" % name + "".join("%17s" % c for c in cells))
+        print("  %-38s" % name + "".join("%17s" % c for c in cells))
     out = {}
     for variant in VARIANTS:
         rs = m["rounds"][variant]
@@ -541,7 +556,7 @@ def summarize(mode, m):
                         "task_jvm_startup": med([r["task_jvm_startup"] for r in rs])}
     for key, label in (("wall", "round wall"), ("work", "tasks' work"), ("overhead", "round overhead"),
                        ("ratio", "overhead / floor"), ("jar", "hadoop jar of the round")):
-        print("  %-34s" % label + "".join("%8.2f%9s" % (out[v][key], "") for v in VARIANTS))
+        print("  %-38s" % label + "".join("%8.2f%9s" % (out[v][key], "") for v in VARIANTS))
     for v in VARIANTS:
         o = out[v]
         print("  per task, %s: Python start-up (wrapper, interpreter, imports) %.2f s, of which imports %.2f s%s"
@@ -613,7 +628,7 @@ def main():
         m = measured[mode]
         figures["floor_%s" % mode] = round(floor, 2)
         for variant, o in out.items():
-            suffix = {"fast": "", "fastfs": "_fastfs_only", "mrjob": "_mrjob_runner"}[variant]
+            suffix = {"fast": "", "fastfs": "_fastfs_only", "mrjob": "_mrjob_runner", "maponly": "_map_only"}[variant]
             for key in ("wall", "work", "overhead", "ratio", "jar", "jvm_calls"):
                 figures["round_%s_%s%s" % ("overhead_ratio" if key == "ratio" else key, mode, suffix)] = \
                     round(o[key], 3) if isinstance(o[key], float) else o[key]

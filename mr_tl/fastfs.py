@@ -19,9 +19,10 @@ answers the same calls in the driver's own process:
                              HTTP address is a constructor argument, or
                              ``$MR_TL_WEBHDFS_URL``, or read from the
                              cluster's configuration (``dfs.namenode.http-address``
-                             and ``fs.defaultFS`` in ``$HADOOP_CONF_DIR``, the
-                             one ``hadoop envvars`` names, or at worst one
-                             ``GetConf`` JVM per process).  If WebHDFS cannot
+                             and ``fs.defaultFS`` in the folder ``hadoop
+                             envvars`` names, else ``$HADOOP_CONF_DIR``, or at
+                             worst one ``GetConf`` JVM per key and process).
+                             If WebHDFS cannot
                              be used (switched off, Kerberos/SPNEGO, HA
                              nameservice, a DataNode the driver cannot reach)
                              it raises :class:`WebHDFSUnavailable` and
@@ -44,8 +45,10 @@ lists files only, recursively, as URIs of the form given
 ``exists`` is false, ``du`` is 0, ``rm`` does nothing.  ``put`` and
 ``touchz`` need the parent folder to exist, as ``hadoop fs`` does.  One
 difference: where ``hadoop fs`` fails, mrjob raises ``CalledProcessError``
-for ``put``; these raise ``OSError`` (``FileExistsError``,
-``FileNotFoundError``, ...).
+for ``put`` and ``IOError`` without an errno for the rest; these raise
+``OSError`` with an errno (``FileExistsError``, ``FileNotFoundError``, ...).
+(``mr_tl.storage`` takes an errno to mean "the hadoop command could not
+run": see :func:`jvm_free` for where it should use this module instead.)
 
 :class:`FastHadoopJobRunner` (a prototype for mr_tl's round jobs, see
 ``bench/RESULTS.md``) is mrjob's Hadoop runner on this filesystem.  The
@@ -396,10 +399,17 @@ class LocalURIFilesystem(_PrivatePuts, _GlobFilesystem):
         except FileNotFoundError:
             pass
         tmp = os.path.join(os.path.dirname(local), ".%s.%d.tmp" % (os.path.basename(local), os.getpid()))
-        shutil.copyfile(src, tmp)
-        if self._private(path):
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, local)
+        try:
+            shutil.copyfile(src, tmp)
+            if self._private(path):
+                os.chmod(tmp, 0o600)
+            os.replace(tmp, local)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
 
     def touchz(self, path):
         _, local = self._split(path)
