@@ -12,7 +12,7 @@ Measures, in one run, on the project's own Hadoop 3.5.0 (tests/hadoop_harness.py
 * mr_tl's **round** (the train_round job of a held-out-sized run: ~2,000 train examples, 1280-d,
   28 classes, 2 workers, one round per epoch, block momentum) as ``mr_tl.train`` runs it today
   (mrjob's HadoopJobRunner, ``hadoop fs`` for every file operation), and with the prototype
-  ``mr_tl.fastfs.FastHadoopJobRunner`` (file operations in the driver's process, ``hadoop version``
+  ``mr_tl.compat.FastHadoopJobRunner`` (file operations in the driver's process, ``hadoop version``
   once per process), rounds of the two alternating.  Each round is split into its parts from
   timestamps taken in this process (every ``hadoop`` command mrjob or mr_tl starts, each runner
   phase) and in the tasks themselves (bench/round_job.py: process starts, work begin and end);
@@ -168,12 +168,12 @@ VARIANT_NAMES = {"mrjob": "mrjob runner", "fastfs": "fast fs", "fast": "fast run
 
 
 def runner_for(variant):
-    from mr_tl import fastfs
+    from mr_tl.jobs import compat
 
     if variant == "fastfs":
-        return type("FastFsOnlyRunner", (fastfs.FastHadoopJobRunner,), {"compile_zips": False,
+        return type("FastFsOnlyRunner", (compat.FastHadoopJobRunner,), {"compile_zips": False,
                                                                         "share_py_files": False})
-    return fastfs.FastHadoopJobRunner
+    return compat.FastHadoopJobRunner
 
 
 def job_for(variant, args):
@@ -481,15 +481,15 @@ def measure_mode(mode, rec, tmp, prepared, rounds, floors, home):
 
 def train_fast_main(argv):
     """``--train-fast ARGS``: mr_tl.train with FastHadoopJobRunner for the rounds (a preview of the wiring)."""
-    from mr_tl import fastfs
     from mr_tl import train as mtrain
+    from mr_tl.jobs import compat
     from mr_tl.train_round import MRTrainRound
 
     plain = MRTrainRound._runner_class
 
     def runner_class(self):
         cls = plain(self)
-        return fastfs.FastHadoopJobRunner if cls.alias == "hadoop" else cls
+        return compat.FastHadoopJobRunner if cls.alias == "hadoop" else cls
     MRTrainRound._runner_class = runner_class
     mtrain.main(argv)
 

@@ -48,12 +48,10 @@ difference: where ``hadoop fs`` fails, mrjob raises ``CalledProcessError``
 for ``put`` and ``IOError`` without an errno for the rest; these raise
 ``OSError`` with an errno (``FileExistsError``, ``FileNotFoundError``, ...).
 (``mr_tl.storage`` takes an errno to mean "the hadoop command could not
-run": see :func:`jvm_free` for where it should use this module instead.)
+run": see :func:`mr_tl.jobs.compat.jvm_free` for where it uses this module instead.)
 
-:class:`FastHadoopJobRunner` (a prototype for mr_tl's round jobs, see
-``bench/RESULTS.md``) is mrjob's Hadoop runner on this filesystem.  The
-mrjob internals it relies on are listed in :data:`MRJOB_PRIVATE_API` and
-checked by ``tests/test_fastfs.py``.
+:class:`mr_tl.jobs.compat.FastHadoopJobRunner` (what ``-r hadoop`` runs, see
+``bench/RESULTS.md``) is mrjob's Hadoop runner on this filesystem.
 """
 
 import errno
@@ -75,7 +73,6 @@ from mrjob.fs.base import Filesystem
 from mrjob.fs.composite import CompositeFilesystem
 from mrjob.fs.hadoop import HadoopFilesystem
 from mrjob.fs.local import LocalFilesystem
-from mrjob.hadoop import HadoopJobRunner, fully_qualify_hdfs_path
 
 log = logging.getLogger(__name__)
 
@@ -261,14 +258,17 @@ class _GlobFilesystem(Filesystem):
 
     def cat(self, path_glob):
         files = self.ls(path_glob)
-        first = self._cat_file(files[0]) if files else None  # opened now, so a failure shows here
+        first = self.open_file(files[0]) if files else None  # opened now, so a failure shows here
         return self._cat_files(files, first)
 
     def _cat_files(self, files, first):
         for i, uri in enumerate(files):
             if i:
                 yield b""
-            yield from (first if i == 0 else self._cat_file(uri))
+            yield from (first if i == 0 else self.open_file(uri))
+
+    def _cat_file(self, path):   # mrjob's Filesystem hook: one file's bytes, no glob
+        return self.open_file(path)
 
 
 # -- file:// ---------------------------------------------------------------------
@@ -363,7 +363,7 @@ class LocalURIFilesystem(_PrivatePuts, _GlobFilesystem):
         except FileNotFoundError:
             pass
 
-    def _cat_file(self, path):
+    def open_file(self, path):
         _, local = self._split(path)
         f = open(local, "rb")  # opened now: FileNotFoundError / IsADirectoryError right here
         return self._read(f, path)
@@ -827,7 +827,7 @@ class WebHDFSFilesystem(_PrivatePuts, _GlobFilesystem):
             return
         self._create(p, path, b"", 0)
 
-    def _cat_file(self, path):
+    def open_file(self, path):
         _, p = self._split(path)
         host, port = self._endpoint()
         status, headers, body = self._pool.request("GET", host, port, self._target(p, "OPEN"))
@@ -889,195 +889,3 @@ def filesystem(hadoop_bin=None, webhdfs_url=None, default_fs=None, private_under
     fs.add_fs("hadoop", CachedVersionHadoopFilesystem(hadoop_bin))
     fs.add_fs("local", LocalFilesystem())
     return fs
-
-
-def jvm_free(fs, path):
-    """Does the composite filesystem ``fs`` answer ``path`` without starting a JVM, i.e. is the
-    first enabled sub-filesystem that handles it one of this module's (or mrjob's local one)?
-
-    For code that runs ``hadoop fs`` itself to save JVMs (``mr_tl.storage`` batches ``-cat``,
-    ``-get`` and ``-put``): where this is true, the plain ``fs.cat/ls/put`` calls are cheaper.
-    """
-    if not isinstance(fs, CompositeFilesystem):
-        return isinstance(fs, (LocalURIFilesystem, WebHDFSFilesystem, LocalFilesystem)) and fs.can_handle_path(path)
-    for name in fs._fs_names:
-        if name in fs._disabled:
-            continue
-        sub = getattr(fs, name)
-        if sub.can_handle_path(path):
-            return isinstance(sub, (LocalURIFilesystem, WebHDFSFilesystem, LocalFilesystem))
-    return False
-
-
-# -- the runner prototype --------------------------------------------------------------------
-
-# mrjob 0.7.4 internals FastHadoopJobRunner uses (tests/test_fastfs.py checks they are still there)
-MRJOB_PRIVATE_API = (
-    ("mrjob.runner.MRJobRunner", "_fs"),                 # instance attribute behind the `fs` property
-    ("mrjob.runner.MRJobRunner", "_opts"),               # instance attribute: the options (hadoop_bin)
-    ("mrjob.bin.MRJobBinRunner", "_create_mrjob_zip"),   # method: builds mrjob.zip, sets _mrjob_zip_path
-    ("mrjob.bin.MRJobBinRunner", "_mrjob_zip_path"),     # instance attribute
-    ("mrjob.bin.MRJobBinRunner", "_py_files"),           # method: py_files + mrjob.zip (URIs are not uploaded)
-    ("mrjob.fs.composite.CompositeFilesystem", "_fs_names"),  # jvm_free(): sub-filesystems in order
-    ("mrjob.fs.composite.CompositeFilesystem", "_disabled"),  # jvm_free(): ... and the disabled ones
-)
-
-_ZIP_CACHE = {}
-_ZIP_DIR = []
-
-
-def _cache_dir():
-    """A per-process temporary folder, removed when the process exits."""
-    if not _ZIP_DIR:
-        import atexit
-        import tempfile
-        _ZIP_DIR.append(tempfile.mkdtemp(prefix="mr_tl-zips-"))
-        atexit.register(shutil.rmtree, _ZIP_DIR[0], True)
-    return _ZIP_DIR[0]
-
-
-def compiled_zip(src):
-    """A twin of the zip ``src`` (same base name) with an unchecked hash-based ``.pyc``
-    (PEP 552) beside every ``.py``, built once per process and content.
-
-    Python imports a module from a zip by compiling its source every time (zipimport never
-    writes bytecode), in every task: 0.1 s per task for mrjob + mr_tl here.  zipimport takes
-    ``name.pyc`` before ``name.py``; a task Python of another version sees another magic
-    number and falls back to the source, so the twin is never worse than the original.
-    """
-    import hashlib
-    import importlib.util
-    import marshal
-    import zipfile
-
-    with open(src, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    key = (digest, os.path.basename(src))
-    path = _ZIP_CACHE.get(key)
-    if path and os.path.exists(path):
-        return path
-    folder = os.path.join(_cache_dir(), digest)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, os.path.basename(src))
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path + ".tmp", "w", zipfile.ZIP_DEFLATED) as zout:
-        names = set(zin.namelist())
-        for info in zin.infolist():
-            data = zin.read(info)
-            zout.writestr(info, data)
-            if info.filename.endswith(".py") and info.filename + "c" not in names:
-                try:
-                    code = compile(data, info.filename, "exec", dont_inherit=True)
-                except SyntaxError:  # leave it to the task to report
-                    continue
-                pyc = zipfile.ZipInfo(info.filename + "c", date_time=info.date_time)
-                pyc.external_attr = info.external_attr
-                header = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + importlib.util.source_hash(data)
-                zout.writestr(pyc, header + marshal.dumps(code), zipfile.ZIP_DEFLATED)
-    os.replace(path + ".tmp", path)
-    _ZIP_CACHE[key] = path
-    return path
-
-
-_SHARED = {}
-
-
-def _shared_uri(fs, root, local):
-    """The URI of a copy of the local file ``local`` in a per-process folder under ``root``
-    (``<root>/mr_tl-shared-<pid>-<random>/<sha256[:16]>/<name>``), uploaded on first use and
-    removed when the process exits."""
-    import atexit
-    import hashlib
-    import uuid
-
-    with open(local, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    key = (root, digest, os.path.basename(local))
-    if key in _SHARED:
-        return _SHARED[key]
-    folders = _SHARED.setdefault(("folder", root), [])
-    if not folders:
-        folder = "%s/mr_tl-shared-%d-%s" % (root.rstrip("/"), os.getpid(), uuid.uuid4().hex[:8])
-        folders.append(folder)
-
-        # at exit, without a JVM: the sub-filesystem that can (a cluster already gone is no error)
-        sub = next((getattr(fs, name) for name in ("fast_local", "webhdfs")
-                    if getattr(fs, name, None) is not None and getattr(fs, name).can_handle_path(folder)), fs)
-
-        def remove(sub=sub, folder=folder):
-            try:
-                sub.rm(folder)
-            except WebHDFSUnavailable:
-                log.debug("could not remove %s: WebHDFS unavailable", folder)
-            except Exception as e:  # at exit: say so, never raise
-                log.warning("could not remove %s: %s", folder, e)
-        atexit.register(remove)
-    uri = "%s/%s/%s" % (folders[0], digest, os.path.basename(local))
-    fs.mkdir(posixpath.dirname(uri))
-    fs.put(local, uri)
-    _SHARED[key] = uri
-    return uri
-
-
-class FastHadoopJobRunner(HadoopJobRunner):
-    """mrjob's Hadoop runner whose every file operation goes through :func:`filesystem` (no JVM),
-    with ``hadoop version`` asked and mrjob's zip built once per process: only the job itself
-    (``hadoop jar``) starts a JVM.
-
-    ``compile_zips`` (default on): the zips on the tasks' PYTHONPATH (``py_files`` and mrjob's
-    own) carry bytecode (:func:`compiled_zip`).
-    ``share_py_files`` (default on): those zips are uploaded once per process, next to the jobs'
-    temp folders, and reused by every job of the process (mrjob uploads them twice per job, one
-    copy unused); YARN's per-user cache then localizes them once per node, not once per job.
-    ``private_job_files`` (default on): with a ``file://`` temp root (standalone Hadoop), files it
-    puts there are readable by their owner only, which spares Hadoop's distributed cache a forked
-    ``ls -ld`` for every folder above them (see :class:`_PrivatePuts`).
-    ``webhdfs_url``: the NameNode's HTTP address (a subclass attribute), default
-    ``$MR_TL_WEBHDFS_URL``, else the cluster configuration.
-    """
-
-    webhdfs_url = None
-    compile_zips = True
-    share_py_files = True
-    private_job_files = True
-
-    @property
-    def fs(self):
-        if self._fs is None:
-            # on a local file system (standalone), what the runner puts into its temp folders (the
-            # job's files) is private to the user; on HDFS the permissions stay mrjob's (YARN
-            # localizes public files with the NodeManager's shared localizer, and caches them)
-            tmp_root = fully_qualify_hdfs_path(self._opts["hadoop_tmp_dir"]).rstrip("/") + "/"
-            private = self.private_job_files and tmp_root.startswith("file://")
-            self._fs = filesystem(self._opts["hadoop_bin"] or None, webhdfs_url=self.webhdfs_url,
-                                  private_under=[tmp_root] if private else ())
-        return self._fs
-
-    def _create_mrjob_zip(self):
-        if not self._mrjob_zip_path:
-            import mrjob
-            key = ("mrjob", mrjob.__file__, self.compile_zips)
-            cached = _ZIP_CACHE.get(key)
-            if not (cached and os.path.exists(cached)):
-                built = super()._create_mrjob_zip()  # in this runner's temp dir, removed with it
-                folder = os.path.join(_cache_dir(), "mrjob-%d" % self.compile_zips)
-                os.makedirs(folder, exist_ok=True)
-                cached = os.path.join(folder, "mrjob.zip")
-                shutil.copyfile(compiled_zip(built) if self.compile_zips else built, cached)
-                _ZIP_CACHE[key] = cached
-            self._mrjob_zip_path = cached
-        return self._mrjob_zip_path
-
-    def _py_files(self):
-        files = []
-        for p in super()._py_files():
-            if p.endswith(".zip") and not _is_uri(p) and os.path.isfile(p):
-                if self.compile_zips and p != self._mrjob_zip_path:  # mrjob's: compiled already
-                    p = compiled_zip(p)
-                if self.share_py_files:
-                    p = _shared_uri(self.fs, fully_qualify_hdfs_path(self._opts["hadoop_tmp_dir"]), p)
-            files.append(p)
-        return files
-
-
-def _is_uri(path):
-    return "://" in path

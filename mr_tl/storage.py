@@ -214,22 +214,17 @@ def cat_lines(runner):
 
 
 def filesystem(hadoop_bin=None):
-    """An mrjob filesystem for local paths and hdfs:// URIs (through ``hadoop fs``).
+    """The driver's filesystem for local paths and URIs: ``file://`` in Python, ``hdfs://`` over
+    WebHDFS (no JVM per call), anything else (and HDFS without WebHDFS) through ``hadoop fs``
+    (mr_tl.fastfs).
 
     ``hadoop_bin``: the hadoop command, a string (split on spaces) or a list
     of arguments as in mrjob's runner options; None finds it like mrjob does
     (``$HADOOP_HOME/bin``, ``PATH``...).
     """
-    from mrjob.fs.composite import CompositeFilesystem
-    from mrjob.fs.hadoop import HadoopFilesystem
-    from mrjob.fs.local import LocalFilesystem
+    from mr_tl.fastfs import filesystem as fast_filesystem
 
-    if isinstance(hadoop_bin, str):
-        hadoop_bin = hadoop_bin.split()
-    fs = CompositeFilesystem()
-    fs.add_fs("hadoop", HadoopFilesystem(list(hadoop_bin) if hadoop_bin else None))
-    fs.add_fs("local", LocalFilesystem())
-    return fs
+    return fast_filesystem(hadoop_bin)
 
 
 def list_data_files(fs, paths, pattern):
@@ -291,6 +286,18 @@ def _hadoop_cat(hadoop, paths):
         raise IOError("could not read %s (hadoop fs -cat exit %d): %s" % (path, returncode, err[-500:]))
 
 
+def _remote_errors(chunks, path):
+    """``chunks`` of a remote file, with a hadoop command that cannot be started (an OSError naming
+    the executable: WebHDFS turned out unavailable and ``hadoop fs`` took over) reported as
+    :func:`_command_failed`; WebHDFS's own errors name no file and pass unchanged."""
+    try:
+        yield from chunks
+    except OSError as e:
+        if e.errno is None or not e.filename:
+            raise
+        raise _command_failed(e, path) from None
+
+
 def iter_lines(fs, paths):
     """Lines (text, without newline) of every file in ``paths``, in order; .gz files are decompressed.
 
@@ -301,7 +308,7 @@ def iter_lines(fs, paths):
     for path in paths:
         hadoop = _hadoop_fs(fs, path) if is_remote(path) else None
         if hadoop is None:
-            sources = [fs.cat(path)]
+            sources = [_remote_errors(fs.cat(path), path) if is_remote(path) else fs.cat(path)]
         else:
             files = sorted(fs.ls(path)) if has_glob(path) else [path]
             sources = (_hadoop_cat(hadoop, f) for f in files)
@@ -310,42 +317,15 @@ def iter_lines(fs, paths):
                 yield line.decode("utf-8").rstrip("\r\n")
 
 
-@contextlib.contextmanager
-def local_copies(fs, paths):
-    """Local paths of the files ``paths`` (as :func:`list_data_files` returns them), in order.
-
-    Local files are used where they are; remote files are copied to a
-    temporary folder (removed afterwards) with one ``hadoop fs -get`` per
-    remote folder, instead of one ``hadoop fs -cat`` per file: every hadoop
-    command starts a JVM, and featurize writes a part file per map task.
-    """
-    out = [None] * len(paths)
-    groups = {}
-    for i, path in enumerate(paths):
-        if is_remote(path) and _hadoop_fs(fs, path) is not None and not has_glob(path):
-            groups.setdefault(posixpath.dirname(path), []).append(i)
-        else:
-            out[i] = path
-    if not groups:
-        yield out
-        return
-    with tempfile.TemporaryDirectory(prefix="mr_tl-get-") as tmp:
-        for n, (folder, indexes) in enumerate(sorted(groups.items())):
-            local_dir = os.path.join(tmp, "%05d" % n)
-            os.mkdir(local_dir)
-            try:
-                _hadoop_fs(fs, folder).invoke_hadoop(["fs", "-get"] + [paths[i] for i in indexes] + [local_dir])
-            except OSError as e:
-                raise _command_failed(e, folder) from None
-            for i in indexes:
-                out[i] = os.path.join(local_dir, posixpath.basename(paths[i]))
-        yield out
-
-
 def _hadoop_fs(fs, path):
-    """The ``hadoop fs`` sub-filesystem of ``fs`` if it handles ``path``, else None."""
+    """The ``hadoop fs`` sub-filesystem of ``fs`` if ``path`` is answered by ``hadoop fs`` (a JVM per
+    call: worth batching several files into one command), else None."""
+    from mr_tl.jobs.compat import jvm_free
+
     hadoop = getattr(fs, "hadoop", None)
-    return hadoop if hadoop is not None and hadoop.can_handle_path(path) else None
+    if hadoop is None or not hadoop.can_handle_path(path) or jvm_free(fs, path):
+        return None
+    return hadoop
 
 
 def put_files(fs, local_paths, dest_dir):

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from mrjob.hadoop import HadoopJobRunner
 from mrjob.inline import InlineMRJobRunner
 from mrjob.job import MRJob
 from mrjob.local import LocalMRJobRunner
@@ -46,6 +47,10 @@ def test_the_runner_class_hook_gives_local_and_inline_runners_of_mr_tl():
     assert issubclass(compat.SingleSplitLocalRunner, LocalMRJobRunner)
     assert issubclass(compat.SingleSplitInlineRunner, InlineMRJobRunner)
     assert compat.runner_alias(MRTaskOfEachLine(["-r", "hadoop"])) == "hadoop"
+    # -r hadoop: the runner whose file operations start no JVM
+    hadoop_job = MRTaskOfEachLine(["-r", "hadoop", "--hadoop-bin", "/nonexistent/hadoop"])
+    assert hadoop_job._runner_class() is compat.FastHadoopJobRunner
+    assert issubclass(compat.FastHadoopJobRunner, HadoopJobRunner)
 
 
 def test_pick_mapper_split_size_is_the_hook_for_one_split_per_file(two_big_files):
