@@ -7,7 +7,7 @@ Data: Debian's Tux Paint stamps laid out by ``scripts/fetch-tuxpaint``
 (run for you into ~/.cache/mr_tl/tuxpaint/images if missing; ``--images``
 for another class-folder set).  Trunk: the real ImageNet EfficientNet-Lite0
 (models/efficientnet-lite0-features.onnx, 1280-d), run in this process with
-mr_tl.featurizer.Featurizer on mr_tl.images.preprocess, i.e. exactly what
+mr_tl.model.session.Featurizer on mr_tl.images.preprocess, i.e. exactly what
 the featurize job computes for a sidecar with that policy.  Every image is
 featurized once per policy, and once more mirrored (the network input
 flipped left-right) for TTA; features are cached in
@@ -55,8 +55,8 @@ sys.path.insert(0, HERE)
 
 from common import cache_dir, emit_json, feature_set, machine_info, train_in_process  # noqa: E402
 
-from mr_tl.featurizer import Featurizer  # noqa: E402
 from mr_tl.images import ImageRejected, letterbox_box, preprocess, probe  # noqa: E402
+from mr_tl.model.session import Featurizer  # noqa: E402
 from mr_tl.model.spec import load_model_spec, sha256_file  # noqa: E402
 from mr_tl.pack import SplitSize, assign_splits, find_images  # noqa: E402
 from mr_tl.training.hyperparameters import Hyperparameters  # noqa: E402

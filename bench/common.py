@@ -361,7 +361,7 @@ def _epoch_end_run_dir(path):
     replaces is removed once the next round of the same epoch is written, so the newest checkpoint
     (the one the loop turns into the head) is always there.
     """
-    from mr_tl.run import RunDir
+    from mr_tl.run_dir import RunDir
 
     class EpochEnds(RunDir):
         previous = None

@@ -176,7 +176,7 @@ def decode_ms_per_image(pack_dir, spec, repeats=3):
     for path in sorted(glob.glob(os.path.join(pack_dir, "*.tsv"))):
         with open(path, encoding="utf-8") as f:
             lines += f.read().splitlines()
-    best, _ = common.best_of(lambda: [preprocess(PackedImage.from_line(l).data, spec) for l in lines], repeats)
+    best, _ = common.best_of(lambda: [preprocess(PackedImage.from_line(line).data, spec) for line in lines], repeats)
     return 1000.0 * best / len(lines)
 
 
@@ -217,7 +217,7 @@ def worker_main(config):
     """Runs in a fresh process: create a session, wait at the barrier, run timed passes; print JSON."""
     import onnxruntime as ort
 
-    from mr_tl.featurizer import session_options
+    from mr_tl.model.session import session_options
 
     threads, batch = config["threads"], config["batch"]
     xs = np.load(config["inputs"], mmap_mode="r")
@@ -421,7 +421,7 @@ def encodings(vectors, repeats=3):
                          "encode_us": round(1e6 * t_enc / len(vectors), 1),
                          "decode_us": round(1e6 * t_dec / len(vectors), 1),
                          "max_abs_err": float(np.max(np.abs(back - vectors[0])))}
-    t_parse, _ = common.best_of(lambda: [parse_feature_line(l) for l in lines], repeats)
+    t_parse, _ = common.best_of(lambda: [parse_feature_line(line) for line in lines], repeats)
     results["base64-f32 (current)"]["parse_feature_line_us"] = round(1e6 * t_parse / len(lines), 1)
     results["raw_f32_bytes"] = vectors[0].nbytes
     results["zero_fraction"] = round(float(np.mean([np.mean(v == 0) for v in vectors])), 3)
@@ -515,8 +515,8 @@ def int8_study(name, model, pack_dir, calibration_pack, samples, work, settings,
                                   row["fp32_rss_mb"], row["int8_rss_mb"]))
     out["cosine"] = cosines(feats["fp32"], feats["int8"])
     if photos:
-        from mr_tl.featurizer import Featurizer
         from mr_tl.images import preprocess
+        from mr_tl.model.session import Featurizer
 
         x = np.stack([preprocess(data, spec) for data in photos])
         out["cosine_photo"] = cosines(Featurizer(model, spec)(x), Featurizer(int8)(x))

@@ -30,9 +30,9 @@ sys.path.insert(0, HERE)
 from common import emit_json, feature_set, machine_info, train_in_process  # noqa: E402
 
 from mr_tl.demo_data import CLASSES, generate  # noqa: E402
-from mr_tl.featurizer import Featurizer  # noqa: E402
 from mr_tl.images import preprocess  # noqa: E402
 from mr_tl.model.quantize import quantize_model  # noqa: E402
+from mr_tl.model.session import Featurizer  # noqa: E402
 from mr_tl.pack import pack  # noqa: E402
 from mr_tl.records import PackedImage  # noqa: E402
 from mr_tl.threads import available_cores  # noqa: E402
@@ -84,10 +84,12 @@ def main():
     assert ids == ids8
     cosine = np.sum(X32 * X8, axis=1) / (np.linalg.norm(X32, axis=1) * np.linalg.norm(X8, axis=1) + 1e-12)
     acc32, acc8 = test_accuracy(ids, splits, y, X32), test_accuracy(ids, splits, y, X8)
-    figures = {"benchmark": "int8_accuracy", "quick": args.quick, "images": len(ids), "fp32_accuracy": round(acc32, 4), "int8_accuracy": round(acc8, 4),
+    figures = {"benchmark": "int8_accuracy", "quick": args.quick, "images": len(ids),
+               "fp32_accuracy": round(acc32, 4), "int8_accuracy": round(acc8, 4),
                "change_pt": round(100 * (acc8 - acc32), 2), "cosine_mean": round(float(cosine.mean()), 4),
                "cosine_min": round(float(cosine.min()), 4), "fp32_img_s": round(speed32, 1),
-               "int8_img_s": round(speed8, 1), "speedup": round(speed8 / speed32, 2), "quantize_s": round(quantize_s, 1)}
+               "int8_img_s": round(speed8, 1), "speedup": round(speed8 / speed32, 2),
+               "quantize_s": round(quantize_s, 1)}
     print("EfficientNet-Lite0 on the hard demo set (%d images, %d test):" % (len(ids), splits.count("test")))
     print("  test accuracy of the head: fp32 %.4f, int8 %.4f (change %+.2f points)" % (acc32, acc8,
                                                                                       figures["change_pt"]))

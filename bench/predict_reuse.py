@@ -85,7 +85,7 @@ def old_features(work, model, n, reused):
 
 
 def make_classifier(work, model, features):
-    from mr_tl.run import RunDir
+    from mr_tl.run_dir import RunDir
 
     run = RunDir(os.path.join(work, "run"))
     with open(os.path.join(features, "_labels.json"), encoding="utf-8") as f:

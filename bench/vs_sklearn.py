@@ -94,7 +94,7 @@ def mr_tl_local_runner(data, epochs):
     """The same training through python -m mr_tl.train -r local, on a complete features folder."""
     from feature_folders import write_feature_folder
 
-    from mr_tl.run import RunDir
+    from mr_tl.run_dir import RunDir
 
     records = list(data.records())
     with tempfile.TemporaryDirectory() as tmp:

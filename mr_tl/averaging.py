@@ -43,7 +43,7 @@ class Contribution:
 
     def to_meta(self):
         return {"level": self.level, "index": self.index, "examples": self.examples,
-                "losses": {str(w): l for w, l in sorted(self.losses.items())}}
+                "losses": {str(w): loss for w, loss in sorted(self.losses.items())}}
 
     @classmethod
     def from_meta(cls, meta, arrays):

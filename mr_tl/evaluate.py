@@ -37,7 +37,7 @@ from mr_tl.jobs.compat import add_to_command_line, runner_alias
 from mr_tl.jobs.feature_input import FeatureInputJob, check_runner_reads
 from mr_tl.metrics import ScoreCounts, score_head
 from mr_tl.records import SPLITS, decode_arrays, decode_vector, encode_arrays, feature_line_head
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 BATCH = 512
 PROBLEMS = ("unreadable", "non_finite", "bad_label")

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 from mr_tl.metrics import per_class
-from mr_tl.run import replace_dir
+from mr_tl.run_dir import replace_dir
 
 
 def evaluation_dir(run_dir, split):

@@ -25,7 +25,7 @@ from mr_tl.cli import run_command
 from mr_tl.errors import ModelError, OutputExists
 from mr_tl.model import graph
 from mr_tl.model.spec import load_model_spec, sidecar_path
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 CLASSES_KEY = "mr_tl.classes"
 OUTPUT = "probabilities"

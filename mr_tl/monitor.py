@@ -53,7 +53,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from mr_tl.cli import fail, run_command
 from mr_tl.plots import loss_series, smooth
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor_static")
 RECENT_ROUNDS = 10          # s/round for the ETA: mean of the last 10 rounds, as the train driver prints it
@@ -466,7 +466,8 @@ def safe_relative(raw):
             segment = unquote(part, errors="strict")
         except UnicodeDecodeError:
             raise BadPath(400, "path is not UTF-8") from None
-        if segment in ("", ".", "..") or any(c in segment for c in "/\\\0") or (len(segment) == 2 and segment[1] == ":"):
+        if segment in ("", ".", "..") or any(c in segment for c in "/\\\0") or \
+                (len(segment) == 2 and segment[1] == ":"):
             raise BadPath(400, "path must be relative, without '.' or '..' segments")
         segments.append(segment)
     return segments

@@ -34,9 +34,9 @@ import numpy as np
 
 from mr_tl.cli import run_command
 from mr_tl.export import classes_of
-from mr_tl.featurizer import Featurizer
 from mr_tl.images import ImageRejected, preprocess, read_file
 from mr_tl.model import graph
+from mr_tl.model.session import Featurizer
 from mr_tl.threads import available_cores
 
 

@@ -29,7 +29,7 @@ import tempfile
 from mr_tl.cli import run_command
 from mr_tl.errors import OutputExists, RunError
 from mr_tl.plots import plot_accuracy, plot_loss
-from mr_tl.run import RunDir, replace_dir
+from mr_tl.run_dir import RunDir, replace_dir
 
 
 def _table(rows):

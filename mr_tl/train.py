@@ -120,7 +120,7 @@ def train(args, runner_args, out=print):
     except OSError as e:
         if not is_disk_full(e):
             raise
-        # checkpoints are written whole or not at all (mr_tl.run): the last good one is still there
+        # checkpoints are written whole or not at all (mr_tl.run_dir): the last good one is still there
         raise TrainingError("%s; no head was written and the last good checkpoint (if any) is kept: free some "
                             "space and continue with --resume" % disk_full_message(e).split(";")[0]) from None
 

@@ -423,7 +423,7 @@ class StandaloneCluster:
                 text = path.read_text(errors='replace').splitlines()
             except OSError:
                 continue
-            interesting = [l for l in text if any(m in l for m in _MARKERS)]
+            interesting = [line for line in text if any(m in line for m in _MARKERS)]
             tail = (interesting[-lines // 2:] + ['...'] + text[-lines // 2:]) if interesting else text[-lines:]
             parts.append('--- %s\n%s' % (path, '\n'.join(tail)))
         return ('\n\nSpark logs:\n' + '\n'.join(parts)) if parts else ''

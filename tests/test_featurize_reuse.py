@@ -23,8 +23,8 @@ from test_featurize import append_to_shard, copy_pack, featurize_in_process, loa
 from mr_tl.augment import mirrored
 from mr_tl.digest import MultisetHash
 from mr_tl.errors import JobFailed
-from mr_tl.featurizer import Featurizer
 from mr_tl.images import preprocess
+from mr_tl.model.session import Featurizer
 from mr_tl.model.spec import ModelSpec, sidecar_path
 from mr_tl.records import PackedImage, parse_feature_line
 
@@ -239,7 +239,7 @@ def test_reuse_of_flip_features(flip_run, tiny_vgg16_fc2, packed_demo, tmp_path)
 
 def test_exported_flip_classifier_equals_the_head_on_flip_features(flip_run, tiny_vgg16_fc2, packed_demo,
                                                                    read_packed, run_module, tmp_path):
-    from mr_tl.run import RunDir
+    from mr_tl.run_dir import RunDir
 
     run = str(tmp_path / "run")
     result = run_module("mr_tl.train", "-r", "inline", flip_run[0], "-o", run, "--workers", 1, "--epochs", 3,

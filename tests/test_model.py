@@ -14,9 +14,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from mr_tl.errors import ModelError
-from mr_tl.featurizer import Featurizer
 from mr_tl.model import graph, vgg16
 from mr_tl.model.__main__ import main as model_main
+from mr_tl.model.session import Featurizer
 from mr_tl.model.spec import SPEC_FORMAT, ModelSpec, load_model_spec, sha256_file, sidecar_path
 
 

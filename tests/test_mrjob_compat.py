@@ -8,13 +8,12 @@ import json
 import os
 
 import pytest
+from mr_compat_probe import MRTaskOfEachLine
 from mrjob.hadoop import HadoopJobRunner
 from mrjob.inline import InlineMRJobRunner
 from mrjob.job import MRJob
 from mrjob.local import LocalMRJobRunner
 from mrjob.sim import SimMRJobRunner
-
-from mr_compat_probe import MRTaskOfEachLine
 
 from mr_tl.jobs import compat
 
@@ -160,5 +159,6 @@ def test_no_other_module_uses_mrjob_private_api():
             path = os.path.join(directory, name)
             if name.endswith(".py") and path != os.path.join(root, "jobs", "compat.py"):
                 with open(path, encoding="utf-8") as f:
-                    offenders += ["%s: %s" % (os.path.relpath(path, root), m.group(0)) for m in private.finditer(f.read())]
+                    offenders += ["%s: %s" % (os.path.relpath(path, root), m.group(0))
+                                  for m in private.finditer(f.read())]
     assert offenders == []

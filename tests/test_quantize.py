@@ -20,9 +20,9 @@ from onnx import numpy_helper
 from mr_tl import storage
 from mr_tl.errors import ModelError
 from mr_tl.featurize import MRFeaturize
-from mr_tl.featurizer import Featurizer
 from mr_tl.images import preprocess
 from mr_tl.model.quantize import QUANTIZED_KEY, quantize_model
+from mr_tl.model.session import Featurizer
 from mr_tl.model.spec import load_model_spec, sha256_file, sidecar_path
 from mr_tl.records import FeatureRecord, parse_feature_line
 

@@ -27,7 +27,7 @@ import onnxruntime as ort  # noqa: E402
 from keras_h5 import write_keras_legacy_h5  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from mr_tl.errors import ModelError
+from mr_tl.errors import ModelError  # noqa: E402
 from mr_tl.model import vgg16 as mv  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -23,11 +23,11 @@ from mrjob.protocol import RawValueProtocol
 
 from mr_tl import labels, storage
 from mr_tl.errors import InputError, ModelError, OutputExists, RecordError
-from mr_tl.featurizer import Featurizer, external_data_files, shared_featurizer
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess
 from mr_tl.jobs.accounting import TaskTally
 from mr_tl.jobs.base import MRTLJob
 from mr_tl.jobs.compat import add_to_command_line, runner_alias
+from mr_tl.model.session import Featurizer, external_data_files, shared_featurizer
 from mr_tl.model.spec import ModelSpec, load_model_spec, sidecar_path
 from mr_tl.records import PackedImage, RejectedRecord
 from mr_tl.threads import task_threads, threads_in_task

@@ -198,7 +198,7 @@ class MRPredict(PackedImageJob, FeatureInputJob):
 
     def check_run(self):
         from mr_tl.evaluate import check_same_maker
-        from mr_tl.run import RunDir
+        from mr_tl.run_dir import RunDir
 
         o = self.options
         run = RunDir(o.run)

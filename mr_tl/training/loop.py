@@ -43,7 +43,7 @@ from mr_tl import __version__, labels
 from mr_tl.errors import FeatureError, RunError, TrainingError, UsageError
 from mr_tl.feature_scan import check
 from mr_tl.normalization import Normalizer
-from mr_tl.run import RunDir, atomic_write
+from mr_tl.run_dir import RunDir, atomic_write
 from mr_tl.training.hyperparameters import GRID_FIELDS, Candidates, as_candidates
 from mr_tl.training.partition import rounds_per_epoch, schedule
 from mr_tl.training.round import (
@@ -58,7 +58,7 @@ from mr_tl.training.round import (
     with_prefix,
 )
 
-# what a run directory holds (mr_tl.run); a folder with anything else is not taken for one
+# what a run directory holds (mr_tl.run_dir); a folder with anything else is not taken for one
 RUN_FILES = {"config.json", "labels.json", "metrics.jsonl", "head.npz", "normalization.npz", "checkpoints", "data",
              "evaluation", "report"}
 
@@ -135,9 +135,9 @@ def fmt_seconds(s):
 
 def mean_losses(losses_by_worker):
     """Per-minibatch loss averaged over the workers that ran that minibatch (NaN if one diverged)."""
-    lists = [[float("nan") if x is None else x for x in l] for _, l in sorted(losses_by_worker.items())]
-    steps = max((len(l) for l in lists), default=0)
-    return [float(np.mean([l[k] for l in lists if k < len(l)])) for k in range(steps)]
+    lists = [[float("nan") if x is None else x for x in losses] for _, losses in sorted(losses_by_worker.items())]
+    steps = max((len(losses) for losses in lists), default=0)
+    return [float(np.mean([losses[k] for losses in lists if k < len(losses)])) for k in range(steps)]
 
 
 class Trainer:
@@ -313,7 +313,7 @@ class Trainer:
         """``{candidate: per-minibatch losses}`` of the candidates trained in a round (from its meta)."""
         n = len(self.candidates)
         if n == 1:
-            return {0: mean_losses({int(w): l for w, l in losses_by_worker.items()})}
+            return {0: mean_losses({int(w): loss for w, loss in losses_by_worker.items()})}
         # a worker without examples reports [] (an empty leaf)
         return {i: mean_losses({int(w): ls.get(str(i), []) if isinstance(ls, dict) else ls
                                 for w, ls in losses_by_worker.items()})

@@ -289,7 +289,7 @@ def finish_round(contributions, scores, arrays, candidates, spec, worker_sizes=N
                 new_arrays.update(with_prefix(params, p))
         if n > 1:
             new_arrays[DROPPED] = dropped_in(arrays, n)
-        meta = {"examples": root.examples, "losses": {str(w): l for w, l in sorted(root.losses.items())}}
+        meta = {"examples": root.examples, "losses": {str(w): loss for w, loss in sorted(root.losses.items())}}
     if spec.score:
         meta["scores"] = {name: counts.to_meta() for name, counts in sorted(scores.items())}
     return new_arrays, meta

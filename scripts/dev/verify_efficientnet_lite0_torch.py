@@ -35,7 +35,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from mr_tl.model.efficientnet_lite import (  # noqa: E402
-    LITE0_PREPROCESSING, build_efficientnet_lite0, find_lite0_checkpoint, load_lite0_state_dict)
+    LITE0_PREPROCESSING,
+    build_efficientnet_lite0,
+    find_lite0_checkpoint,
+    load_lite0_state_dict,
+)
 
 TORCHVISION_MEAN_STD = ([0.485 * 255, 0.456 * 255, 0.406 * 255], [0.229 * 255, 0.224 * 255, 0.225 * 255])
 

@@ -52,8 +52,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
-
 from keras_h5 import write_keras_legacy_h5  # noqa: E402
+
 from mr_tl import images  # noqa: E402
 from mr_tl.model import vgg16 as mv  # noqa: E402
 

@@ -104,7 +104,7 @@ def checkpoint_files(run_dir):
 
 def metrics_without_timings(run_dir):
     lines = (Path(run_dir) / 'metrics.jsonl').read_text().splitlines()
-    return [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in lines]
+    return [{k: v for k, v in json.loads(line).items() if k != 'seconds'} for line in lines]
 
 
 def head_of(run_dir):

@@ -83,7 +83,7 @@ def case(tiny_vgg16_fc2, packed_demo, tmp_path_factory):
     """Features (inline), the train split's features alone (the old features of --reuse), a run with a seeded
     random head, its exported classifier, and the single-image CLI's predictions of every packed image."""
     from mr_tl.records import load_npz
-    from mr_tl.run import RunDir
+    from mr_tl.run_dir import RunDir
 
     root = tmp_path_factory.mktemp('hadoop-predict')
     cli = Cli(root, PYTHON, driver_env)

@@ -228,7 +228,7 @@ def test_evaluation_and_predictions_equal(spark, reference):
     assert len(reference['predictions']) == 4
 
 
-def test_every_job_ran_as_applications_of_the_cluster(spark, spark_cluster):
+def test_every_job_ran_as_applications_of_the_cluster(spark, spark_cluster):  # noqa: F811
     apps = spark['apps']
     # featurize and the scan of its output; per training: the scan, the partition, one application per
     # round, and for the validated run the last validation; evaluate
@@ -249,7 +249,7 @@ def test_leaves_no_temp_files(spark):
     assert os.listdir(spark['mrjob_tmp']) == []
 
 
-def test_tasks_run_in_executors_with_the_venv_python_and_one_thread(spark_cluster, tmp_path):
+def test_tasks_run_in_executors_with_the_venv_python_and_one_thread(spark_cluster, tmp_path):  # noqa: F811
     """A probe job: where and how map tasks run on the cluster."""
     inputs = []
     for i in range(2):
@@ -261,7 +261,7 @@ def test_tasks_run_in_executors_with_the_venv_python_and_one_thread(spark_cluste
     out = tmp_path / 'probe-out'
     cli('probe', '-r', 'spark', '-c', conf, *inputs, '-o', out, script=PROBE)
     spark_harness.TIMINGS['  spark: probe job'] = cli.seconds['probe']
-    tasks = [json.loads(l) for p in sorted(out.glob('part-*')) for l in p.read_text().splitlines() if l]
+    tasks = [json.loads(line) for p in sorted(out.glob('part-*')) for line in p.read_text().splitlines() if line]
     assert sum(t['lines'] for t in tasks) == 11
     assert len(tasks) >= 2  # one per input file at least
     worker_dir = str(spark_cluster.worker_dir)

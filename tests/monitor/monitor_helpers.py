@@ -47,7 +47,7 @@ def run_train(features, run_dir, *args, timeout=300):
 
 def metrics_points(run_dir):
     """Loss points in RUN_DIR/metrics.jsonl: the sum of len(losses) over its (complete) lines."""
-    from mr_tl.run import RunDir
+    from mr_tl.run_dir import RunDir
 
     return sum(len(m.get("losses") or []) for m in RunDir(str(run_dir)).read_metrics())
 

@@ -13,7 +13,7 @@ from monitor_helpers import fake_config, fake_record, fake_run, get_json, line, 
 
 from mr_tl.monitor import BadPath, Monitor, clean_record, safe_relative
 from mr_tl.plots import loss_series, smooth
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 SECRET = "TOPSECRET-must-not-be-served"
 

@@ -11,7 +11,7 @@ import time
 
 from monitor_helpers import fake_record, fake_run, line, metrics_points
 
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 POINTS = "+document.querySelector('#loss-chart').dataset.points"
 
@@ -69,7 +69,8 @@ def test_live_run_in_chromium(tmp_path, make_features, train, monitor_cli, page,
     assert page.get_attribute("#run-state", "class") == "badge finished"
     assert page.evaluate("+document.querySelector('#card-round').dataset.round") == rounds
     # one SVG path node per series, and both series carry every point
-    assert page.eval_on_selector_all("#loss-chart path.series", "ps => ps.map(p => +p.dataset.points)") == [first, first]
+    points = page.eval_on_selector_all("#loss-chart path.series", "ps => ps.map(p => +p.dataset.points)")
+    assert points == [first, first]
     assert page.evaluate("+document.querySelector('#acc-chart').dataset.points") == sum(
         1 for m in RunDir(str(run)).read_metrics() if m.get("val_accuracy") is not None)
     page.evaluate("window.__notReloaded = 'yes'")
@@ -138,7 +139,8 @@ def test_runs_side_by_side_in_chromium(tmp_path, make_features, train, monitor_c
     assert page.eval_on_selector_all("#cmp-loss .legend text", "ts => ts.map(t => t.textContent)") == sorted(expected)
     assert page.eval_on_selector_all("#cmp-table tbody tr", "rs => rs.map(r => r.dataset.run)") == sorted(expected)
     # the differing hyperparameter is marked; averaging every 1 vs 4
-    cells = page.eval_on_selector_all("#cmp-table td[data-key=averaging_frequency]", "cs => cs.map(c => [c.textContent, c.className])")
+    cells = page.eval_on_selector_all("#cmp-table td[data-key=averaging_frequency]",
+                                      "cs => cs.map(c => [c.textContent, c.className])")
     assert cells == [["1", "differs"], ["4", "differs"]]
 
     page.evaluate("window.__notReloaded = 'yes'")

@@ -51,7 +51,8 @@ def test_pack_finishes_and_accounts_for_every_file(corpus, packed):
     with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     assert manifest["files_found"] == len(expected)
-    assert manifest["files_found"] == manifest["images_packed"] + manifest["images_rejected"] + manifest["files_skipped"]
+    assert manifest["files_found"] == \
+        manifest["images_packed"] + manifest["images_rejected"] + manifest["files_skipped"]
     rejected = {r["id"]: r["reason"] for r in manifest["rejected"]}
     header_checks = {"empty-file", "not-an-image", "too-small", "too-large", "unreadable"}
     assert rejected == {i: r for i, r in expected.items() if r in header_checks}

@@ -123,7 +123,7 @@ def test_head_that_does_not_match_the_trunk(run, tiny_vgg16_fc2, tmp_path, run_m
 
 def test_label_sets_that_differ_between_inputs(tmp_path, run_module):
     first = write_features(tmp_path / "first", good_rows())
-    second = write_features(tmp_path / "second", [("y%03d" % i, l, s, v) for i, (_, l, s, v)
+    second = write_features(tmp_path / "second", [("y%03d" % i, label, s, v) for i, (_, label, s, v)
                                                    in enumerate(good_rows(seed=1))], classes=["a", "c", "b"])
     result = run_module("mr_tl.train", "-r", "inline", first, second, "-o", tmp_path / "run")
     assert_refused(result, "different classes")

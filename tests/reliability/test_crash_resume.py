@@ -16,7 +16,7 @@ import pytest
 from feature_folders import write_feature_folder
 
 from mr_tl.records import FeatureRecord
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 CLASSES = ["a", "b", "c", "d"]
 ARGS = ["--workers", "2", "--averaging-frequency", "2", "--epochs", "3", "--lr", "0.05"]
@@ -28,22 +28,22 @@ import os, signal, sys
 where, at = os.environ["MR_TL_DIE_AT"].split(":")
 at = int(at)
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-import mr_tl.jobs.train_round, mr_tl.records, mr_tl.run, mr_tl.train
+import mr_tl.jobs.train_round, mr_tl.records, mr_tl.run_dir, mr_tl.train
 
 if where == "checkpoint-before-rename":      # temp file written, not yet renamed
-    real = mr_tl.run.save_npz
+    real = mr_tl.run_dir.save_npz
     def save_npz(path, meta, arrays):
         real(path, meta, arrays)
         if ".tmp-" in path and meta.get("round") == at:
             die()
-    mr_tl.run.save_npz = save_npz
+    mr_tl.run_dir.save_npz = save_npz
 elif where == "checkpoint-before-checksum":  # renamed, checksum file not yet written
-    real = mr_tl.run.atomic_write
+    real = mr_tl.run_dir.atomic_write
     def atomic_write(path, data):
         if path.endswith("round-%06d.npz.sha256" % at):
             die()
         real(path, data)
-    mr_tl.run.atomic_write = atomic_write
+    mr_tl.run_dir.atomic_write = atomic_write
 elif where == "during-round":                # inside the job, after the mappers trained
     real = mr_tl.jobs.train_round.MRTrainRound.reducer
     def reducer(self, key, lines):
@@ -52,12 +52,12 @@ elif where == "during-round":                # inside the job, after the mappers
         yield from real(self, key, lines)
     mr_tl.jobs.train_round.MRTrainRound.reducer = reducer
 elif where == "between-rounds":              # after the metrics line of round `at`
-    real = mr_tl.run.RunDir.append_metrics
+    real = mr_tl.run_dir.RunDir.append_metrics
     def append_metrics(self, record):
         real(self, record)
         if record["round"] == at:
             die()
-    mr_tl.run.RunDir.append_metrics = append_metrics
+    mr_tl.run_dir.RunDir.append_metrics = append_metrics
 else:
     raise SystemExit("unknown MR_TL_DIE_AT " + where)
 mr_tl.train.main(sys.argv[1:])
@@ -104,7 +104,9 @@ def files_of(run_dir):
 
 def assert_same_run(run_dir, reference):
     assert files_of(run_dir) == files_of(reference)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
     assert strip(RunDir(str(run_dir)).read_metrics()) == strip(RunDir(str(reference)).read_metrics())
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 
 def folder_bytes(folder, keep=lambda name: True):

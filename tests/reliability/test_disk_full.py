@@ -18,7 +18,7 @@ import pytest
 
 from mr_tl import feature_store
 from mr_tl.records import load_npz
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 from .faults import PAGE, good_rows, leave_free, one_error_line, pages_of, write_features
 

@@ -17,7 +17,7 @@ import pytest
 from mr_tl import labels
 from mr_tl.cli import run_command
 from mr_tl.errors import FeatureError, JobFailed
-from mr_tl.run import RunDir, atomic_write
+from mr_tl.run_dir import RunDir, atomic_write
 
 from .faults import PYTHON, good_rows, one_error_line, run_with_closed_stdout, snapshot, write_features
 

@@ -63,8 +63,8 @@ def write_features(out_dir, ids, labels, splits, X, classes, parts=2, scale=1.0,
     from feature_folders import write_feature_folder
 
     digests = digests or ["-"] * len(ids)
-    records = [FeatureRecord(i, int(l), s, (x * np.float32(scale)).astype(np.float32), d)
-               for i, l, s, x, d in zip(ids, labels, splits, X, digests)]
+    records = [FeatureRecord(i, int(label), s, (x * np.float32(scale)).astype(np.float32), d)
+               for i, label, s, x, d in zip(ids, labels, splits, X, digests)]
     return write_feature_folder(out_dir, records, classes, parts, X.shape[1] if len(X) else 0)
 
 

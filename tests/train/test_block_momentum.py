@@ -4,7 +4,7 @@ import numpy as np
 
 from mr_tl.feature_store import read_folder
 from mr_tl.records import load_npz
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 from mr_tl.training.hyperparameters import Hyperparameters
 from mr_tl.training.in_process import InProcessRunner
 from mr_tl.training.loop import Schedule, Trainer

@@ -17,7 +17,7 @@ import pytest
 
 from mr_tl.feature_store import read_folder
 from mr_tl.records import load_npz
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 from mr_tl.training.hyperparameters import (
     FIELDS,
     GRID_FIELDS,

@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from mr_tl.metrics import confusion_matrix as mr_confusion_matrix
 from mr_tl.metrics import per_class, summarize, top_k_hits
 from mr_tl.records import RejectedRecord, load_npz
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 N_CLASSES = 8
 CLASSES = ["%03d.kind%d" % (c, c) for c in range(N_CLASSES)]
@@ -47,7 +47,8 @@ def eval_case(tmp_path_factory, write_features_fn):
     # featurize also writes rejected records: two in test, one in val
     with open(os.path.join(features, "part-00001"), "a", encoding="utf-8") as f:
         for i, split in enumerate(("test", "test", "val")):
-            f.write(RejectedRecord("%s/broken_%d.jpg" % (CLASSES[0], i), 0, split, "decode-error", "bad").to_line() + "\n")
+            record = RejectedRecord("%s/broken_%d.jpg" % (CLASSES[0], i), 0, split, "decode-error", "bad")
+            f.write(record.to_line() + "\n")
     rewrite_summary(features)   # as featurize counts them (evaluate checks the folder against its summary)
 
     run = RunDir(str(root / "run"))

@@ -12,10 +12,10 @@ import onnx
 import pytest
 
 from mr_tl.export import CLASSES_KEY, classes_of
-from mr_tl.featurizer import Featurizer
 from mr_tl.images import preprocess
+from mr_tl.model.session import Featurizer
 from mr_tl.model.spec import load_model_spec
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +171,7 @@ def test_normalization_and_hidden_layer_are_folded_into_the_export(options, tiny
     expected = head.predict_proba(normalizer.apply(X))
     spec = load_model_spec(classifier)
     session = ort.InferenceSession(classifier, providers=["CPUExecutionProvider"])
-    (probabilities,) = session.run(["probabilities"], {spec.input_name: np.stack([preprocess(d, spec) for d in images])})
+    batch = np.stack([preprocess(d, spec) for d in images])
+    (probabilities,) = session.run(["probabilities"], {spec.input_name: batch})
     np.testing.assert_allclose(probabilities, expected, atol=2e-5)
     assert np.any((expected > 0.01) & (expected < 0.99))

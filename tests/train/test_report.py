@@ -6,7 +6,7 @@ import os
 import pytest
 
 from mr_tl import plots, report
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

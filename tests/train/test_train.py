@@ -15,7 +15,7 @@ import pytest
 
 from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order
 from mr_tl.records import FeatureRecord, load_npz, parse_feature_line
-from mr_tl.run import RunDir
+from mr_tl.run_dir import RunDir
 from mr_tl.training.partition import workers_of
 
 from .conftest import TRAINED_RUN_ARGS
@@ -561,7 +561,7 @@ def test_averaging_every_two_epochs(synth, train_cli, tmp_path, all_bytes):
     result = train_cli(*common, "-o", tmp_path / "two", "--averaging-frequency", "2epochs")
     assert result.code == 0, result.err
     assert "2 rounds (4 epochs)" in result.out
-    each, two = RunDir(str(tmp_path / "each")), RunDir(str(tmp_path / "two"))
+    two = RunDir(str(tmp_path / "two"))
     assert two.checkpoint_rounds() == [0, 1, 2]
     for round_two, round_each in ((1, 2), (2, 4)):
         assert checkpoint(tmp_path / "two", round_two)[1]["W"].tobytes() == \
