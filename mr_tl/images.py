@@ -29,6 +29,7 @@ reading), once.
 import contextlib
 import io
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -175,6 +176,11 @@ def _open(data, max_pixels, min_side, seen):
             raise ImageRejected("no-decoder", missing, seen) from None
         raise ImageRejected("not-an-image", "format not recognised (%d bytes, starts %r)"
                             % (len(data), bytes(data[:8])), seen) from None
+    except Image.DecompressionBombError as e:
+        # Pillow's message quotes its own limit, twice ours: say ours, as the check below does
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise ImageRejected("too-large", "%s is more than %d pixels" % (
+            "%s pixels" % found.group(1) if found else "the image", max_pixels), seen) from None
     except Exception as e:  # a damaged header can raise almost anything
         raise ImageRejected(*_reason_for(e), warnings=seen) from None
     width, height = image.size

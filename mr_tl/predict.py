@@ -34,7 +34,7 @@ import numpy as np
 
 from mr_tl.cli import run_command
 from mr_tl.export import classes_of
-from mr_tl.images import ImageRejected, preprocess, read_file
+from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, preprocess, read_file
 from mr_tl.model import graph
 from mr_tl.model.session import Featurizer
 from mr_tl.threads import available_cores
@@ -47,10 +47,6 @@ class Classifier:
         self.model = Featurizer(path, threads=threads or available_cores())
         self.spec = self.model.spec
         self.classes = classes_of(graph.load(path, load_weights=False))
-
-    def predict_proba(self, images):
-        """``images``: list of file bytes -> ``(N, classes)`` probabilities."""
-        return self.model(np.stack([preprocess(data, self.spec) for data in images]))
 
     def top(self, probabilities, k=5):
         order = np.argsort(-probabilities, kind="stable")[:k]
@@ -103,6 +99,10 @@ def build_parser():
     p.add_argument("--top", type=int, default=5, help="classes to show per image (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="reject images with more pixels (default %d, as featurize)" % MAX_PIXELS)
+    p.add_argument("--min-side", type=int, default=MIN_SIDE,
+                   help="reject images with a side shorter than this (default %d, as featurize)" % MIN_SIDE)
     return p
 
 
@@ -129,7 +129,7 @@ def predict_images(args):
 
     for path in args.images:
         try:
-            batch.append((path, preprocess(read_file(path), classifier.spec)))
+            batch.append((path, preprocess(read_file(path), classifier.spec, args.max_pixels, args.min_side)))
         except ImageRejected as e:
             failed += 1
             if args.json:

@@ -660,3 +660,13 @@ def test_16_bit_conversion_in_blocks_matches_a_single_block(monkeypatch):
     whole = np.asarray(images._to_rgb(image))
     monkeypatch.setattr(images, "_BLOCK_PIXELS", 50)  # 2 rows per block, the last one short
     assert np.array_equal(np.asarray(images._to_rgb(image)), whole)
+
+
+def test_pillows_bomb_error_quotes_our_limit_not_pillows(monkeypatch):
+    """Pillow refuses past twice its MAX_IMAGE_PIXELS (raised to --max-pixels) and says so with its own
+    number; the rejection names mr_tl's limit, as the check of the header does."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    e = rejected(encode(Image.new("RGB", (20, 20))), max_pixels=60, min_side=1)
+    assert e.reason == "too-large"
+    assert e.detail.startswith("400 pixels is more than 60 pixels"), e.detail
+    assert "120" not in e.detail

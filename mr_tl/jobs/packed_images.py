@@ -199,14 +199,20 @@ def check_output_free(output_dir, alias, driver_fs):
     """OutputExists if ``output_dir`` is there already: mrjob's inline and local runners would write
     their part files into it (over files of the same name, beside the others) without a word.
     Local paths and ``file://`` URIs are checked here for every runner, other URIs (``hdfs://``)
-    through the driver's file system; a path without a scheme on a cluster runner is the
-    cluster's (HDFS), and Hadoop refuses an existing output folder itself."""
+    through the driver's file system; a path without a scheme is refused with ``-r hadoop``
+    (InputError): Hadoop would resolve it against whatever its default file system and working
+    folder are."""
     if storage.is_remote(output_dir):
         if storage.exists(driver_fs(), output_dir):
             raise OutputExists("output folder %s already exists; remove it or choose another -o" % output_dir)
         return
     if not storage.is_uri(output_dir) and alias not in ("inline", "local"):
-        return
+        if alias != "hadoop":
+            return   # Spark's (and the cloud runners') default file system decides
+        # Hadoop would resolve it against its default file system and working folder (a scratch
+        # folder in standalone mode): say where, before any upload or job
+        raise InputError("-o %s: with -r %s give the output as a URI: hdfs:///path on a cluster, "
+                         "file:///absolute/path on standalone Hadoop" % (output_dir, alias))
     local = storage.local_path(output_dir)
     if os.path.lexists(local) and not os.path.isdir(local):
         raise OutputExists("-o %s is a file, not a folder; choose another -o" % output_dir)

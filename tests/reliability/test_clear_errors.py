@@ -207,3 +207,14 @@ def test_featurize_into_an_existing_output(packed_demo, tiny_vgg16_fc2, tmp_path
     result = run_module("mr_tl.featurize", "-r", "local", "--model", tiny_vgg16_fc2, packed_demo, "-o", out)
     assert_refused(result, "already exists")
     assert snapshot(str(out)) == before
+
+
+@pytest.mark.parametrize("module", ["mr_tl.featurize", "mr_tl.predict"])
+def test_an_output_without_a_scheme_on_hadoop_is_refused_before_any_job(packed_demo, tiny_vgg16_fc2, tmp_path,
+                                                                        run_module, module):
+    """-r hadoop resolves such a path against Hadoop's default file system and working folder: refused
+    with one line before anything runs (the hadoop command given does not even exist)."""
+    result = run_module(module, "-r", "hadoop", "--hadoop-bin", tmp_path / "no-such-hadoop", "--model",
+                        tiny_vgg16_fc2, packed_demo, "-o", "features", cwd=tmp_path)
+    assert_refused(result, "-o features", "hdfs:///", "file:///")
+    assert sorted(os.listdir(tmp_path)) == []

@@ -175,3 +175,18 @@ def test_normalization_and_hidden_layer_are_folded_into_the_export(options, tiny
     (probabilities,) = session.run(["probabilities"], {spec.input_name: batch})
     np.testing.assert_allclose(probabilities, expected, atol=2e-5)
     assert np.any((expected > 0.01) & (expected < 0.99))
+
+
+def test_predict_applies_max_pixels_and_min_side(vgg_case, demo_images, run_module):
+    """The single-image form rejects what featurize would reject with the same limits."""
+    from PIL import Image
+
+    path = os.path.join(demo_images, IMAGES[0])
+    width, height = Image.open(path).size
+    result = run_module("mr_tl.predict", vgg_case["classifier"], path, "--json", "--max-pixels", width * height - 1)
+    assert result.returncode == 1, result.stderr
+    row = json.loads(result.stdout)
+    assert row["error"] == "too-large" and str(width * height - 1) in row["detail"]
+    result = run_module("mr_tl.predict", vgg_case["classifier"], path, "--json", "--min-side", min(width, height) + 1)
+    assert result.returncode == 1 and json.loads(result.stdout)["error"] == "too-small"
+    assert run_module("mr_tl.predict", vgg_case["classifier"], path, "--max-pixels", width * height).returncode == 0
