@@ -80,6 +80,8 @@ class MREvaluate(FeatureInputJob):
     loss units, rejected records of the split, problems seen and an example of each).
     """
 
+    COMMAND_DOC = globals()["__doc__"]   # the module docstring (in a class body __doc__ is the class's)
+
     INPUT_PROTOCOL = RawValueProtocol
     INTERNAL_PROTOCOL = RawProtocol
     OUTPUT_PROTOCOL = RawValueProtocol

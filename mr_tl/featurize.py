@@ -98,6 +98,8 @@ class MRFeaturize(PackedImageJob):
     ``R ID LABEL SPLIT SHA256 REASON DETAIL`` per rejected one.
     """
 
+    COMMAND_DOC = globals()["__doc__"]   # the module docstring (in a class body __doc__ is the class's)
+
     INTERNAL_PROTOCOL = RawProtocol   # the join's key (sha256) and value (tag + line)
     MODEL_HELP = "feature-extractor .onnx (its sidecar .json is shipped with it)"
     DONE = "featurized"

@@ -73,7 +73,10 @@ def batch_job_help():
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+    run_command(_main, sys.argv[1:] if argv is None else list(argv))
+
+
+def _main(argv):
     if is_batch_job(argv):
         from mr_tl.jobs.predict import MRPredict
 
@@ -83,9 +86,7 @@ def main(argv=None):
         build_parser().print_help()
         print("\nbatch job options (python -m mr_tl.predict -r RUNNER --model|--run ... -o OUT):" + batch_job_help())
         sys.exit(0)
-    p = build_parser()
-    args = p.parse_args(argv)
-    run_command(predict_images, args)
+    predict_images(build_parser().parse_args(argv))
 
 
 def build_parser():

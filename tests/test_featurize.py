@@ -374,3 +374,15 @@ def test_changed_external_weights_are_refused(tiny_vgg16_fc2, packed_demo, tmp_p
         f.write(b"\x7f")
     result = run_module("mr_tl.featurize", "-r", "inline", "--model", path, packed_demo, "-o", tmp_path / "out")
     assert result.returncode == 2 and "weights file" in result.stderr and "does not match" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["mr_tl.featurize", "mr_tl.evaluate"])
+def test_help_shows_the_commands_usage_and_options_before_mrjobs(module, run_module):
+    result = run_module(module, "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("usage: python -m %s -r RUNNER" % module), text[:200]
+    own, mrjob_part = text.split("\nmrjob's options", 1)
+    assert "options of this command:" in own and "--threads" in own
+    assert ("--model" if module.endswith("featurize") else "--run") in own
+    assert "--conf-path" not in own and "--conf-path" in mrjob_part and "--runner" in mrjob_part

@@ -152,7 +152,7 @@ def test_no_other_module_uses_mrjob_private_api():
 
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mr_tl")
     private = re.compile(r"\._(runner_class|runner_kwargs|cl_args|opts|cat_file|option_string_actions|"
-                         r"pick_mapper_split_size|run_multiple|pickle_safe|jobconf_for_step)\b")
+                         r"pick_mapper_split_size|run_multiple|pickle_safe|jobconf_for_step|usage|print_help)\b")
     offenders = []
     for directory, _, names in os.walk(root):
         for name in names:

@@ -154,6 +154,12 @@ class MRTLJob(HookedMRJob):
         # outputs are large (feature vectors, parameters); print them only if asked
         return bool(self.options.cat_output)
 
+    @classmethod
+    def run(cls):
+        """mrjob's entry point (``python -m mr_tl.featurize ...``, and the tasks), with mr_tl's one-line
+        errors and exit codes around all of it: argument parsing and ``--help`` too."""
+        run_command(super().run)
+
     def run_job(self):
         """The driver: check the inputs, run the job, let it report.  Every error, also one raised by
         mrjob while it writes the output or inside :meth:`report`, ends as one line and an exit code

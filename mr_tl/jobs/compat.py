@@ -10,7 +10,9 @@ with a clear message instead of a job somewhere.
   local and inline runners Hadoop's "one split per file" behaviour:
   ``SimMRJobRunner._pick_mapper_split_size``; the local runner a task
   pool that never hangs: ``LocalMRJobRunner._run_multiple``, mrjob.local's
-  ``_pickle_safe``; and ``-r hadoop`` :class:`FastHadoopJobRunner`).
+  ``_pickle_safe``; and ``-r hadoop`` :class:`FastHadoopJobRunner`), and
+  ``MRJob._usage``/``MRJob._print_help`` (a command's own usage and options
+  first in ``--help``, mrjob's after).
 * :class:`FastHadoopJobRunner`: mrjob's Hadoop runner with every file
   operation in the driver's process (mr_tl.fastfs: ``file://`` in Python,
   ``hdfs://`` over WebHDFS) instead of a ``hadoop fs`` JVM per call, zips
@@ -110,6 +112,40 @@ class HookedMRJob(MRJob):
     def adjust_runner_kwargs(self, kwargs):
         """The keyword arguments the runner is created with (``py_files``, ``cmdenv``, ...)."""
         return kwargs
+
+    # the command's module docstring (a job that is a command): its first line is the usage, the rest
+    # the description; --help then shows them and the command's own options first, mrjob's after
+    COMMAND_DOC: str | None = None
+
+    def _usage(self):
+        if self.COMMAND_DOC:
+            return self.COMMAND_DOC.strip().split("\n", 1)[0].replace("%", "%%")
+        return super()._usage()
+
+    def _print_help(self, options):
+        if options.runner or not self.COMMAND_DOC:   # -r RUNNER --help: mrjob's list of that runner's options
+            return super()._print_help(options)
+        import argparse
+        import contextlib
+        import io
+
+        mrjob_dests = {action.dest for action in MRJob(args=[]).arg_parser._actions}
+        parts = self.COMMAND_DOC.strip().split("\n", 1)
+        own = argparse.ArgumentParser(usage=self._usage(), description=parts[1].strip() if len(parts) > 1 else None,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+        group = own.add_argument_group("options of this command")
+        for action in self.arg_parser._actions:
+            if action.option_strings and action.dest not in mrjob_dests:
+                group._add_action(action)
+        own.print_help()
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            super()._print_help(options)
+        mrjob_help = text.getvalue()
+        if mrjob_help.startswith("usage:"):
+            mrjob_help = mrjob_help.split("\n\n", 1)[-1]
+        print("\nmrjob's options (runner, configuration, logging; -r RUNNER --help lists that runner's own):\n")
+        print(mrjob_help.rstrip())
 
 
 def runner_alias(job):

@@ -60,6 +60,7 @@ BATCH = 512   # feature vectors per head evaluation (--run)
 class MRPredict(PackedImageJob, FeatureInputJob):
     """Packed images (``--model``) or feature records (``--run``) -> prediction and rejected records."""
 
+
     MODEL_HELP = "the classifier .onnx written by python -m mr_tl.export (its sidecar .json is shipped with it)"
     DONE = DONE
 
