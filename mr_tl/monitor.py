@@ -336,11 +336,11 @@ class Monitor:
             "iteration": last.get("iteration", 0),
             "points": len(series.loss),
             "seconds_per_round": per_round,
+            "recent_rounds": RECENT_ROUNDS,   # the rounds averaged into seconds_per_round
             "eta_seconds": left * per_round if per_round is not None else None,
             "rounds_left": left,
             "elapsed_seconds": series.elapsed,
             "updated": updated,
-            "finished_at": head if state == "finished" else None,
         }
 
     # -- API answers ------------------------------------------------------------------------------

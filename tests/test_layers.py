@@ -18,7 +18,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # modules that may import mrjob (directly or through another such module)
 # (the "store" modules reach files through mrjob's filesystems: local, HDFS, S3 ...)
 ADAPTERS = {"mr_tl.jobs", "mr_tl.featurize", "mr_tl.evaluate", "mr_tl.storage", "mr_tl.feature_store",
-            "mr_tl.train", "mr_tl.parquet", "mr_tl.predict", "mr_tl.predictions"}
+            "mr_tl.train", "mr_tl.parquet", "mr_tl.predict", "mr_tl.predictions", "mr_tl.fastfs"}
 
 
 def module_name(path):

@@ -6,7 +6,8 @@
   const SVGNS = "http://www.w3.org/2000/svg";
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-  const RECENT = 10;   // s/round for the ETA: mean of the last 10 rounds (as the train driver)
+  // rounds in the mean behind seconds/round and the ETA: the server's (status.recent_rounds)
+  const recentRounds = (store) => (store.status && store.status.recent_rounds) || 10;
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -421,16 +422,10 @@
              h("div", {class: "v"}, v), h("div", {class: "s"}, sub || "\u00a0"));
   }
 
-  function recentSecondsPerRound(rounds) {
-    const recent = rounds.slice(-RECENT).map((r) => r.seconds).filter(Number.isFinite);
-    return recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : null;
-  }
-
   function renderCards(store) {
+    // seconds per round, rounds left and the ETA are the server's (mr_tl.monitor: one definition)
     const st = store.status, la = store.latest;
-    const perRound = recentSecondsPerRound(store.rounds);
-    const left = st.state === "finished" ? 0 : Math.max(0, (st.rounds || 0) - (st.round || 0));
-    const eta = perRound === null ? null : left * perRound;
+    const perRound = st.seconds_per_round ?? null, left = st.rounds_left ?? 0, eta = st.eta_seconds ?? null;
     const ago = st.updated ? (Date.now() / 1000 - st.updated) : null;
     $("cards").replaceChildren(
       card("round", `${st.round} / ${st.rounds ?? "?"}`, `epoch ${st.epoch} / ${st.epochs ?? "?"}`,
@@ -440,7 +435,7 @@
       card("validation accuracy", num(la.val_accuracy), la.best_val_accuracy === null ? "no validation yet"
         : `best ${num(la.best_val_accuracy)} @ round ${la.best_val_round}`),
       card("train accuracy", num(la.train_accuracy), la.train_loss === null ? "" : "train loss " + num(la.train_loss)),
-      card("seconds / round", perRound === null ? "–" : perRound.toFixed(2), `mean of last ${Math.min(RECENT, store.rounds.length)} rounds`),
+      card("seconds / round", perRound === null ? "–" : perRound.toFixed(2), `mean of the last ${Math.min(recentRounds(store), store.rounds.length)} rounds`),
       st.state === "stalled"
         ? card("ETA", "–", `stalled: no update for ${duration(ago)}`, {id: "card-eta"})
         : card("ETA", st.state === "finished" ? "done" : duration(eta), `${left} rounds left`, {id: "card-eta"}),
@@ -567,15 +562,16 @@
       ],
     });
     const rounds = store.rounds.filter((r) => Number.isFinite(r.seconds));
+    const recent = recentRounds(store);
     const rolling = rounds.map((_, i) => {
-      const w = rounds.slice(Math.max(0, i - RECENT + 1), i + 1);
+      const w = rounds.slice(Math.max(0, i - recent + 1), i + 1);
       return w.reduce((a, r) => a + r.seconds, 0) / w.length;
     });
     drawChart($("time-chart"), {
       title: "Seconds per round", xLabel: "round", yLabel: "seconds", yMin: 0, points: rounds.length, xName: "round", xInteger: true,
       series: [
         {name: "round time", color: "#6a51a3", width: 1.2, markers: "circle", x: rounds.map((r) => r.round), y: rounds.map((r) => r.seconds)},
-        {name: `mean of last ${RECENT} (ETA basis)`, color: "#d9822b", width: 2, dash: "5 3", x: rounds.map((r) => r.round), y: rolling},
+        {name: `mean of last ${recent} (ETA basis)`, color: "#d9822b", width: 2, dash: "5 3", x: rounds.map((r) => r.round), y: rolling},
       ],
     });
   }
