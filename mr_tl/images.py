@@ -63,7 +63,9 @@ REJECT_REASONS = (
 # Bytes read and checked before the rest of a file is read (the header of almost any image).
 HEADER_BYTES = 1 << 20
 
-_RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+# Image.Resampling (Pillow >= 9.1): the typed names of the same numbers as Image.NEAREST etc.
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+             "bicubic": Image.Resampling.BICUBIC}
 
 
 def max_file_size(max_pixels=MAX_PIXELS):

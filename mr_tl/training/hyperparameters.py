@@ -27,6 +27,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from mr_tl.errors import UsageError
 from mr_tl.normalization import KINDS as NORMALIZATIONS
@@ -73,8 +74,8 @@ class Field:
     type: object
     default: object
     help: str
-    metavar: str = None
-    choices: tuple = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
 
     @property
     def flag(self):
@@ -86,9 +87,9 @@ def _optional_float(text):
 
 
 # The recipes: every field's value, and the candidate grid.  The one place defaults are defined.
-REFERENCE = dict(seed=42, workers=2, averaging_frequency=5, batch_size=32, lr=0.01, momentum=0.8, l2=0.0,
-                 outer_optimizer="average", block_momentum=None, block_lr=1.0, hidden=0, normalization="none",
-                 candidates="none")
+REFERENCE: dict[str, Any] = dict(
+    seed=42, workers=2, averaging_frequency=5, batch_size=32, lr=0.01, momentum=0.8, l2=0.0,
+    outer_optimizer="average", block_momentum=None, block_lr=1.0, hidden=0, normalization="none", candidates="none")
 RECIPES = {
     # DL4J's ParameterAveragingTrainingMaster (the README's reference result); never changes
     "reference": REFERENCE,
@@ -136,7 +137,7 @@ class Hyperparameters:
     momentum: float = REFERENCE["momentum"]
     l2: float = REFERENCE["l2"]
     outer_optimizer: str = REFERENCE["outer_optimizer"]
-    block_momentum: float = REFERENCE["block_momentum"]   # None: 1 - 1/workers with block momentum, 0 with plain
+    block_momentum: float | None = REFERENCE["block_momentum"]  # None: 1 - 1/workers with block momentum, 0 plain
     block_lr: float = REFERENCE["block_lr"]
     hidden: int = REFERENCE["hidden"]
     normalization: str = REFERENCE["normalization"]
