@@ -27,6 +27,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from mr_tl.errors import UsageError
@@ -344,13 +345,13 @@ class Candidates:
         self.shared = dataclasses.replace(shared, **points[0]) if grid.axes else shared
         self._each = [dataclasses.replace(self.shared, **point) for point in points] if grid.axes else [shared]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._each)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Hyperparameters:
         return self._each[index]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Hyperparameters]:
         return iter(self._each)
 
     def point(self, index):
@@ -419,7 +420,7 @@ def recipe_values_of_grid():
     return "; ".join("%s: %s" % (recipe, Grid.parse(values["candidates"]).text) for recipe, values in RECIPES.items())
 
 
-def as_candidates(hyper):
+def as_candidates(hyper: "Candidates | Hyperparameters") -> Candidates:
     """``hyper`` as :class:`Candidates` (a bare :class:`Hyperparameters` is one candidate)."""
     return hyper if isinstance(hyper, Candidates) else Candidates(hyper)
 
