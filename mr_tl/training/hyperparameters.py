@@ -26,8 +26,8 @@ import dataclasses
 import itertools
 import math
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from mr_tl.errors import UsageError
