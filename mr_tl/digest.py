@@ -2,12 +2,15 @@
 multisets of lines (:class:`MultisetHash`), which map tasks can compute in pieces."""
 
 import hashlib
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from typing import Self
 
 LANES = 4            # 4 lanes of 32 bits: a 128-bit digest
 _LANE_MOD = 1 << 32
 
 
-def file_digest(path, algorithm="sha256"):
+def file_digest(path: str | PathLike[str], algorithm: str = "sha256") -> str:
     """Hex digest of the file at ``path``, read in blocks."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
@@ -28,12 +31,12 @@ class MultisetHash:
 
     COUNTER_NAMES = tuple("digest lane %d" % i for i in range(LANES))
 
-    def __init__(self, lanes=None):
+    def __init__(self, lanes: Iterable[int] | None = None) -> None:
         self.lanes = [int(x) for x in lanes] if lanes is not None else [0] * LANES
         if len(self.lanes) != LANES:
             raise ValueError("a MultisetHash has %d lanes, found %d" % (LANES, len(self.lanes)))
 
-    def add(self, item):
+    def add(self, item: bytes | str) -> Self:
         """Add one item (bytes; text is UTF-8 encoded)."""
         if isinstance(item, str):
             item = item.encode("utf-8")
@@ -42,7 +45,7 @@ class MultisetHash:
             self.lanes[i] += int.from_bytes(digest[4 * i:4 * i + 4], "little")
         return self
 
-    def add_sha256(self, digest):
+    def add_sha256(self, digest: bytes) -> Self:
         """Add one item given by its sha256 digest (32 bytes): for an item hashed in pieces, e.g. a
         line written in chunks.  ``add_sha256(hashlib.sha256(item).digest())`` is ``add(item)``."""
         if len(digest) != 32:
@@ -51,40 +54,40 @@ class MultisetHash:
             self.lanes[i] += int.from_bytes(digest[4 * i:4 * i + 4], "little")
         return self
 
-    def update(self, other):
+    def update(self, other: "MultisetHash") -> Self:
         """Add another (partial) hash's items."""
         for i in range(LANES):
             self.lanes[i] += other.lanes[i]
         return self
 
-    def hexdigest(self):
+    def hexdigest(self) -> str:
         return "".join("%08x" % (x % _LANE_MOD) for x in self.lanes)
 
-    def counters(self):
+    def counters(self) -> dict[str, int]:
         """``{counter name: lane sum}``, to add to a job's counters (sums over tasks stay exact)."""
         return dict(zip(self.COUNTER_NAMES, self.lanes))
 
     @classmethod
-    def from_counters(cls, counters):
+    def from_counters(cls, counters: Mapping[str, int]) -> Self:
         """The hash whose partial sums a job reported with :meth:`counters` (missing lanes are 0)."""
         return cls([counters.get(name, 0) for name in cls.COUNTER_NAMES])
 
     @classmethod
-    def from_hex(cls, text):
+    def from_hex(cls, text: str) -> Self:
         """The hash whose :meth:`hexdigest` is ``text``."""
         if len(text) != 8 * LANES:
             raise ValueError("a MultisetHash digest has %d hex digits, found %d" % (8 * LANES, len(text)))
         return cls([int(text[8 * i:8 * i + 8], 16) for i in range(LANES)])
 
     @classmethod
-    def of(cls, items):
+    def of(cls, items: Iterable[bytes | str]) -> Self:
         h = cls()
         for item in items:
             h.add(item)
         return h
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, MultisetHash) and self.hexdigest() == other.hexdigest()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "MultisetHash(%s)" % self.hexdigest()

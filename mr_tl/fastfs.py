@@ -576,7 +576,7 @@ def _xml_properties(path):
     return props
 
 
-_NAMENODE_CACHE = {}
+_NAMENODE_CACHE: dict[tuple[str, ...], tuple[str | None, str | None]] = {}  # command -> (default_fs, http)
 _NAMENODE_LOCK = threading.Lock()
 
 
@@ -855,7 +855,7 @@ class WebHDFSFilesystem(_PrivatePuts, _GlobFilesystem):
 
 # -- mrjob's hadoop fs, with `hadoop version` asked once per process ----------------------------
 
-_VERSIONS = {}
+_VERSIONS: dict[tuple[str, ...], str] = {}  # hadoop command -> what `hadoop version` says (e.g. "3.3.6")
 
 
 class CachedVersionHadoopFilesystem(HadoopFilesystem):

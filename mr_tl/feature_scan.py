@@ -14,18 +14,20 @@ by id and are found by the scan job itself, not here.
 """
 
 import json
+from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 
 from mr_tl.digest import MultisetHash
 from mr_tl.normalization import MomentSums, pre_transform
-from mr_tl.records import SPLITS, FeatureRecord, RecordHead, decode_vector
+from mr_tl.records import SPLITS, FeatureRecord, RecordHead, RejectedRecord, decode_vector
 from mr_tl.training.partition import worker_of
 
 FORMAT = "mr_tl.feature-scan/1"
 
 
-def _min_id(a, b):
+def _min_id(a: str | None, b: str | None) -> str | None:
     return b if a is None else a if b is None else min(a, b)
 
 
@@ -39,26 +41,27 @@ class FeatureScan:
 
     BAD = ("non_finite", "wrong_dim", "bad_label")
 
-    def __init__(self, seed=None, workers=None, normalization="none", n_classes=None, dim=None):
+    def __init__(self, seed: int | None = None, workers: int | None = None, normalization: str = "none",
+                 n_classes: int | None = None, dim: int | None = None) -> None:
         self.seed, self.workers, self.normalization = seed, workers, normalization
         self.n_classes, self.dim = n_classes, dim
         self.featurized = {s: 0 for s in SPLITS}
-        self.rejected = {}                               # split (or "-") -> count
-        self.per_class = {s: {} for s in SPLITS}         # split -> {label: count}
-        self.dims = {}                                   # dimension -> records
+        self.rejected: dict[str, int] = {}               # split (or "-") -> count
+        self.per_class: dict[str, dict[int, int]] = {s: {} for s in SPLITS}  # split -> {label: count}
+        self.dims: dict[int, int] = {}                   # dimension -> records
         self.bad = {name: 0 for name in self.BAD}
-        self.bad_example = {name: None for name in self.BAD}   # smallest offending id
+        self.bad_example: dict[str, str | None] = {name: None for name in self.BAD}  # smallest offending id
         self.unreadable = 0                              # lines that are no feature record
-        self.unreadable_example = None                   # the smallest of their messages
+        self.unreadable_example: str | None = None       # the smallest of their messages
         self.worker_sizes = [0] * workers if workers else []
         self.train_digest = MultisetHash()
         self.digest = MultisetHash()
-        self.moments = None
-        self._pending = []
+        self.moments: MomentSums | None = None
+        self._pending: list[np.ndarray] = []
 
     # -- adding records -------------------------------------------------------------
 
-    def add_line(self, line, head):
+    def add_line(self, line: str, head: RecordHead) -> None:
         """Add one featurize output line; ``head`` is its :class:`~mr_tl.records.RecordHead`."""
         self.digest.add(line)
         if head.kind == "R":
@@ -68,7 +71,7 @@ class FeatureScan:
         x = decode_vector(line.rsplit("\t", 1)[1])
         self._add_example(head, x, line)
 
-    def add_record(self, record):
+    def add_record(self, record: FeatureRecord | RejectedRecord) -> None:
         """Add one FeatureRecord or RejectedRecord (e.g. from Parquet)."""
         line = record.to_line()
         if isinstance(record, FeatureRecord):
@@ -79,17 +82,18 @@ class FeatureScan:
             self.add_line(line, RecordHead("R", record.id, record.label, record.split, record.sha256,
                                            record.reason, record.detail))
 
-    def add_unreadable(self, message):
+    def add_unreadable(self, message: str) -> None:
         """Count a line that is not a feature record (``message`` says where and why)."""
         self.unreadable += 1
         self.unreadable_example = _min_id(self.unreadable_example, message)
 
-    def _note(self, name, image_id):
+    def _note(self, name: str, image_id: str) -> None:
         self.bad[name] += 1
         self.bad_example[name] = _min_id(self.bad_example[name], image_id)
 
-    def _add_example(self, head, x, line):
+    def _add_example(self, head: RecordHead, x: np.ndarray, line: str) -> None:
         split = head.split
+        assert split is not None and head.label is not None  # an "F" record always has both
         self.featurized[split] += 1
         counts = self.per_class[split]
         counts[head.label] = counts.get(head.label, 0) + 1
@@ -106,14 +110,16 @@ class FeatureScan:
             return
         self.train_digest.add(line)
         if self.workers:
+            assert self.seed is not None  # a partition is always given its seed
             self.worker_sizes[worker_of(head.id, self.seed, self.workers)] += 1
         if self.dim is not None and self.normalization != "none":
             self._pending.append(x)
             if len(self._pending) >= 256:
                 self._flush()
 
-    def _flush(self):
+    def _flush(self) -> None:
         if self._pending:
+            assert self.dim is not None  # vectors are kept only when the dimension is known
             if self.moments is None:
                 self.moments = MomentSums(self.dim)
             self.moments.add(pre_transform(np.stack(self._pending), self.normalization))
@@ -121,7 +127,7 @@ class FeatureScan:
 
     # -- adding scans -----------------------------------------------------------------
 
-    def merge(self, other):
+    def merge(self, other: "FeatureScan") -> Self:
         """Add another (partial) scan of the same parameters; returns self."""
         self._flush()
         other._flush()
@@ -147,7 +153,7 @@ class FeatureScan:
             self.moments = other.moments if self.moments is None else self.moments.update(other.moments)
         return self
 
-    def to_json(self):
+    def to_json(self) -> str:
         self._flush()
         return json.dumps({
             "format": FORMAT, "seed": self.seed, "workers": self.workers, "normalization": self.normalization,
@@ -162,7 +168,7 @@ class FeatureScan:
         }, sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text: str | bytes) -> Self:
         obj = json.loads(text)
         if obj.get("format") != FORMAT:
             raise ValueError("not a feature scan (format %r)" % obj.get("format"))
@@ -181,25 +187,26 @@ class FeatureScan:
     # -- what the driver asks ------------------------------------------------------------
 
     @property
-    def total_featurized(self):
+    def total_featurized(self) -> int:
         return sum(self.featurized.values())
 
     @property
-    def total_rejected(self):
+    def total_rejected(self) -> int:
         return sum(self.rejected.values())
 
-    def fingerprint(self):
+    def fingerprint(self) -> str:
         """The training split's fingerprint: a digest of its records (ids, labels, image digests, vectors)."""
         return self.train_digest.hexdigest()
 
 
-def check(scan, duplicates, n_classes=None, where="the features"):
+def check(scan: FeatureScan | None, duplicates: Sequence[tuple[str, int]], n_classes: int | None = None,
+          where: str = "the features") -> None:
     """Raise FeatureError naming every reason ``scan`` (and the duplicate ids) make the features unusable."""
     from mr_tl.errors import FeatureError
 
     if scan is None:
         raise FeatureError("%s hold no records (no input file had a line)" % where)
-    problems = []
+    problems: list[str] = []
     if scan.unreadable:
         problems.append("%d line(s) are not feature records, e.g. %s" % (scan.unreadable, scan.unreadable_example))
     if duplicates:
@@ -211,13 +218,16 @@ def check(scan, duplicates, n_classes=None, where="the features"):
         problems.append("feature vectors have different lengths: %s" % ", ".join(
             "%d values (%d vectors)" % kv for kv in sorted(scan.dims.items())))
     elif scan.bad["wrong_dim"]:
+        assert scan.dim is not None  # only a known dimension can be wrong
         problems.append("%d feature vector(s) do not have %d values, e.g. %r"
                         % (scan.bad["wrong_dim"], scan.dim, scan.bad_example["wrong_dim"]))
     if scan.bad["non_finite"]:
         problems.append("%d feature vector(s) have non-finite values (NaN or inf), e.g. %r"
                         % (scan.bad["non_finite"], scan.bad_example["non_finite"]))
     if scan.bad["bad_label"]:
+        classes = n_classes or scan.n_classes
+        assert classes is not None  # labels are checked only against a known number of classes
         problems.append("%d image(s) have a label beyond the %d classes of the labels file, e.g. %s"
-                        % (scan.bad["bad_label"], n_classes or scan.n_classes, scan.bad_example["bad_label"]))
+                        % (scan.bad["bad_label"], classes, scan.bad_example["bad_label"]))
     if problems:
         raise FeatureError("%s cannot be used: %s" % (where, "; ".join(problems)))

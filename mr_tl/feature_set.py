@@ -6,6 +6,7 @@ Parquet, via mr_tl.parquet_io) into arrays, checking them on the way in:
 one dimension, finite values, labels in range, no duplicate ids.
 """
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,28 +19,28 @@ from mr_tl.records import NO_DIGEST, FeatureRecord, RejectedRecord, parse_featur
 class FeatureSet:
     """Feature records of one or more splits as arrays (rows in input order)."""
 
-    ids: list
+    ids: list[str]
     labels: np.ndarray           # int64 (n,)
-    splits: list
+    splits: list[str]
     X: np.ndarray                # float32 (n, dim)
-    classes: list = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
     rejected: int = 0
-    sha256s: list = None         # digest of each image file ("-" unknown); None: all unknown
+    sha256s: list[str] | None = None  # digest of each image file ("-" unknown); None: all unknown
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.ids)
 
-    def records(self):
+    def records(self) -> Iterator[FeatureRecord]:
         """The rows as FeatureRecords, in order."""
         digests = self.sha256s or [NO_DIGEST] * len(self.ids)
         for image_id, label, split, x, digest in zip(self.ids, self.labels, self.splits, self.X, digests):
             yield FeatureRecord(image_id, int(label), split, x, digest)
 
     @property
-    def dim(self):
+    def dim(self) -> int:
         return self.X.shape[1]
 
-    def select(self, split):
+    def select(self, split: str) -> "FeatureSet":
         keep = [i for i, s in enumerate(self.splits) if s == split]
         return FeatureSet([self.ids[i] for i in keep], self.labels[keep], [split] * len(keep), self.X[keep],
                           self.classes, 0, [self.sha256s[i] for i in keep] if self.sha256s else None)
@@ -48,16 +49,21 @@ class FeatureSet:
 class _Collector:
     """Accumulates records with the checks every consumer needs."""
 
-    def __init__(self, splits=None, classes=None, where=""):
+    def __init__(self, splits: Iterable[str] | None = None, classes: Sequence[str] | None = None,
+                 where: str = "") -> None:
         self.splits = set(splits) if splits else None
         self.classes = classes
         self.where = where
-        self.ids, self.labels, self.split_of, self.rows, self.digests = [], [], [], [], []
-        self.seen = set()
-        self.dim = None
+        self.ids: list[str] = []
+        self.labels: list[int] = []
+        self.split_of: list[str] = []
+        self.rows: list[np.ndarray] = []
+        self.digests: list[str] = []
+        self.seen: set[str] = set()
+        self.dim: int | None = None
         self.rejected = 0
 
-    def add(self, record):
+    def add(self, record: FeatureRecord | RejectedRecord) -> None:
         if isinstance(record, RejectedRecord):
             self.rejected += 1
             return
@@ -82,18 +88,20 @@ class _Collector:
         self.rows.append(record.features)
         self.digests.append(record.sha256)
 
-    def result(self):
+    def result(self) -> FeatureSet:
         X = np.stack(self.rows) if self.rows else np.zeros((0, self.dim or 0), dtype=np.float32)
         return FeatureSet(self.ids, np.asarray(self.labels, dtype=np.int64), self.split_of, X,
                           list(self.classes or []), self.rejected, self.digests)
 
 
-def read_lines(lines, splits=None, classes=None, where=""):
+def read_lines(lines: Iterable[str | bytes], splits: Iterable[str] | None = None,
+               classes: Sequence[str] | None = None, where: str = "") -> FeatureSet:
     """A FeatureSet from feature-record lines (``splits`` keeps only those splits)."""
     return read_sources([(where, lines)], splits, classes)
 
 
-def read_sources(sources, splits=None, classes=None):
+def read_sources(sources: Iterable[tuple[str, Iterable[str | bytes]]], splits: Iterable[str] | None = None,
+                 classes: Sequence[str] | None = None) -> FeatureSet:
     """A FeatureSet from several ``(name, lines)`` sources; errors name the source and its line."""
     collector = _Collector(splits, classes)
     for name, lines in sources:
@@ -108,7 +116,8 @@ def read_sources(sources, splits=None, classes=None):
     return collector.result()
 
 
-def collect(sources, splits=None, classes=None):
+def collect(sources: Iterable[tuple[str, Iterable[FeatureRecord | RejectedRecord]]],
+            splits: Iterable[str] | None = None, classes: Sequence[str] | None = None) -> FeatureSet:
     """A FeatureSet from ``(name, records)`` sources (FeatureRecords/RejectedRecords)."""
     collector = _Collector(splits, classes)
     for name, records in sources:

@@ -32,10 +32,15 @@ import os
 import re
 import stat
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from mr_tl.model.spec import ModelSpec
 
 # Refuse to decode more pixels than this: a 40 kB PNG can claim 50,000 x 50,000
 # pixels and take 7.5 GB to decode (a "decompression bomb").  Pillow's own
@@ -64,10 +69,12 @@ REJECT_REASONS = (
 # Bytes read and checked before the rest of a file is read (the header of almost any image).
 HEADER_BYTES = 1 << 20
 
-_RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+# Image.Resampling (Pillow >= 9.1): the typed names of the same numbers as Image.NEAREST etc.
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+             "bicubic": Image.Resampling.BICUBIC}
 
 
-def max_file_size(max_pixels=MAX_PIXELS):
+def max_file_size(max_pixels: int = MAX_PIXELS) -> int:
     """The default cap on an image file's bytes: 8 bytes per allowed pixel (16-bit RGBA
     uncompressed, the largest common encoding) plus 16 MiB of metadata."""
     return 8 * int(max_pixels) + (16 << 20)
@@ -79,7 +86,7 @@ class ImageRejected(Exception):
     ``warnings`` are the messages Pillow warned with while this image was read.
     """
 
-    def __init__(self, reason, detail="", warnings=()):
+    def __init__(self, reason: str, detail: str = "", warnings: Iterable[str] = ()) -> None:
         self.warnings = list(warnings)
         if self.warnings:
             detail = "%s (Pillow warned: %s)" % (detail, "; ".join(self.warnings)) if detail \
@@ -93,14 +100,14 @@ class ImageRejected(Exception):
 class ImageInfo:
     """What the header check found: format, size, and Pillow's warnings about this image."""
 
-    format: str
+    format: str | None   # as Pillow names it (None only for an image Pillow made itself)
     width: int
     height: int
-    warnings: tuple = ()
+    warnings: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
-def _captured(into):
+def _captured(into: list[str]) -> Iterator[None]:
     """Collect every warning raised inside into the list ``into`` (as text); none is printed."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -113,7 +120,7 @@ def _captured(into):
                     into.append(text)
 
 
-def _reason_for(e):
+def _reason_for(e: BaseException) -> tuple[str, str]:
     """``(reason, detail)`` for an exception Pillow (or memory) raised while opening or decoding."""
     text = str(e)
     if isinstance(e, MemoryError):
@@ -128,7 +135,7 @@ def _reason_for(e):
     return "corrupt", "%s: %s" % (type(e).__name__, text)
 
 
-def _missing_decoder(prefix):
+def _missing_decoder(prefix: bytes) -> str | None:
     """Pillow's message when a plugin recognises ``prefix`` but its decoder is not installed, else None."""
     Image.init()
     for fmt in Image.ID:
@@ -144,7 +151,7 @@ def _missing_decoder(prefix):
     return None
 
 
-def _any_plugin_accepts(prefix):
+def _any_plugin_accepts(prefix: bytes) -> bool:
     """Does any Pillow plugin that checks a signature accept these first bytes?"""
     Image.init()
     for fmt in Image.ID:
@@ -160,7 +167,7 @@ def _any_plugin_accepts(prefix):
     return False
 
 
-def _open(data, max_pixels, min_side, seen):
+def _open(data: bytes, max_pixels: int, min_side: int, seen: list[str]) -> Image.Image:
     if not data:
         raise ImageRejected("empty-file", "0 bytes", seen)
     try:
@@ -191,14 +198,14 @@ def _open(data, max_pixels, min_side, seen):
     return image
 
 
-def inspect(data, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
+def inspect(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> ImageInfo:
     """Check the header only (cheap): an :class:`ImageInfo`, or ImageRejected."""
-    seen = []
+    seen: list[str] = []
     image = _open(data, max_pixels, min_side, seen)
     return ImageInfo(image.format, image.size[0], image.size[1], tuple(seen))
 
 
-def probe(data, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
+def probe(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> tuple[str | None, int, int]:
     """Check the header only (cheap): ``(format, width, height)`` or ImageRejected."""
     info = inspect(data, max_pixels, min_side)
     return info.format, info.width, info.height
@@ -209,7 +216,7 @@ def probe(data, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
 _BLOCK_PIXELS = 1 << 18
 
 
-def _high_bit_depth_to_l(image):
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
     """An 8-bit "L" image from a 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") grayscale one.
 
     Maps the full range onto 0..255 instead of clipping at 255, which would turn a
@@ -221,7 +228,7 @@ def _high_bit_depth_to_l(image):
     width, height = image.size
     rows = max(1, _BLOCK_PIXELS // max(width, 1))
 
-    def blocks():
+    def blocks() -> Iterator[tuple[int, int, np.ndarray]]:
         for top in range(0, height, rows):
             bottom = min(height, top + rows)
             yield top, bottom, np.asarray(image.crop((0, top, width, bottom)))
@@ -246,7 +253,7 @@ def _high_bit_depth_to_l(image):
     return Image.fromarray(out, "L")
 
 
-def _to_rgb(image):
+def _to_rgb(image: Image.Image) -> Image.Image:
     """An 8-bit RGB image from any mode Pillow can open."""
     mode = image.mode
     if mode == "RGB":
@@ -264,13 +271,14 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
-def _target_decode_size(spec):
+def _target_decode_size(spec: "ModelSpec") -> int:
     height, width = spec.input_size
     side = spec.shorter_side if spec.resize == "center-crop" else max(height, width)
     return side
 
 
-def decode(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, warnings=None):
+def decode(data: bytes, spec: "ModelSpec", max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+           warnings: list[str] | None = None) -> Image.Image:
     """An upright 8-bit RGB PIL image, resized and cropped to ``spec.input_size``.
 
     Pillow's warnings about this image are appended to ``warnings`` (a list) when given,
@@ -298,7 +306,7 @@ def decode(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, warnings=None):
         raise ImageRejected(*_reason_for(e), warnings=seen) from None
 
 
-def resize(image, spec):
+def resize(image: Image.Image, spec: "ModelSpec") -> Image.Image:
     """Apply the spec's resize policy to an RGB image.
 
     * ``squash``: to the input size, aspect ratio not kept;
@@ -329,7 +337,7 @@ def resize(image, spec):
     return image.crop((left, top, left + width, top + height))
 
 
-def letterbox_box(size, input_size):
+def letterbox_box(size: tuple[int, int], input_size: Sequence[int]) -> tuple[int, int, int, int]:
     """Where a ``(w, h)`` image goes in a letterboxed ``(height, width)`` input: ``(left, top, new_w, new_h)``.
 
     The image is scaled so that it fits (aspect ratio kept, rounded to whole
@@ -345,7 +353,7 @@ def letterbox_box(size, input_size):
     return (width - new_w) // 2, (height - new_h) // 2, new_w, new_h
 
 
-def pad_colour(image, rule, padded_axis):
+def pad_colour(image: Image.Image, rule: str | Sequence[int], padded_axis: int) -> tuple[int, ...]:
     """The RGB padding colour (3 ints) of an already resized RGB image under ``rule`` (see ModelSpec.pad_colour).
 
     ``padded_axis`` is 0 when padding goes above and below (the top and bottom
@@ -366,7 +374,7 @@ def pad_colour(image, rule, padded_axis):
     return tuple(int(v) for v in np.floor(values.mean(axis=0) + 0.5))
 
 
-def letterbox(image, spec):
+def letterbox(image: Image.Image, spec: "ModelSpec") -> Image.Image:
     """Resize an RGB image to fit inside ``spec.input_size`` (aspect kept) and pad it, centred.
 
     The same as padding the image to the input's aspect ratio and then
@@ -386,9 +394,9 @@ def letterbox(image, spec):
     return canvas
 
 
-def to_input(image, spec):
+def to_input(image: Image.Image, spec: "ModelSpec") -> np.ndarray:
     """Normalize an RGB image of the right size into a float32 array for one example."""
-    x = np.asarray(image, dtype=np.float32)  # (H, W, 3) RGB
+    x: np.ndarray = np.asarray(image, dtype=np.float32)  # (H, W, 3) RGB
     if spec.channel_order == "BGR":
         x = x[:, :, ::-1]
     if spec.scale != 1.0:
@@ -399,7 +407,8 @@ def to_input(image, spec):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def preprocess(data, spec, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, warnings=None):
+def preprocess(data: bytes, spec: "ModelSpec", max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+               warnings: list[str] | None = None) -> np.ndarray:
     """File bytes -> one network input (``(3, H, W)`` or ``(H, W, 3)`` float32).
 
     ``warnings``: as for :func:`decode`.
@@ -411,18 +420,18 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
 
 
-def _kind(mode):
+def _kind(mode: int) -> str:
     for test, name in _KINDS:
         if test(mode):
             return name
     return "not a regular file (mode %o)" % stat.S_IFMT(mode)
 
 
-def _unreadable(e):
+def _unreadable(e: OSError) -> ImageRejected:
     return ImageRejected("unreadable", "%s: %s" % (type(e).__name__, e.strerror or e))
 
 
-def _open_regular(path, max_bytes):
+def _open_regular(path: str | os.PathLike[str], max_bytes: int) -> BinaryIO:
     """A binary file object on the regular file ``path`` (symbolic links followed), or ImageRejected.
 
     Anything else (FIFO, socket, device) is refused from its ``stat`` without being
@@ -454,12 +463,12 @@ def _open_regular(path, max_bytes):
     return f
 
 
-def _check_size(size, max_bytes):
+def _check_size(size: int, max_bytes: int | None) -> None:
     if max_bytes is not None and size > max_bytes:
         raise ImageRejected("file-too-large", "%d bytes, more than the cap of %d bytes" % (size, max_bytes))
 
 
-def _read(f, n):
+def _read(f: BinaryIO, n: int) -> bytes:
     """Up to ``n`` bytes (fewer only at the end of the file)."""
     try:
         return f.read(n)
@@ -469,7 +478,7 @@ def _read(f, n):
         raise _unreadable(e) from None
 
 
-def read_file(path, max_bytes=None):
+def read_file(path: str | os.PathLike[str], max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file, at most ``max_bytes`` (default :func:`max_file_size`), or ImageRejected
     (``unreadable``, ``not-a-regular-file``, ``file-too-large``, ``out-of-memory``)."""
     if max_bytes is None:
@@ -480,7 +489,8 @@ def read_file(path, max_bytes=None):
     return data
 
 
-def read_image(path, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_bytes=None):
+def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+               max_bytes: int | None = None) -> tuple[bytes, ImageInfo]:
     """Read an image file once and check its header: ``(bytes, ImageInfo)`` or ImageRejected.
 
     The checked bytes are the returned bytes (one read, so a file changed meanwhile
@@ -503,7 +513,7 @@ def read_image(path, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_bytes=None):
     return data, inspect(data, max_pixels, min_side)
 
 
-def _check_prefix(head, max_pixels, min_side):
+def _check_prefix(head: bytes, max_pixels: int, min_side: int) -> None:
     """Refuse a file from its first bytes when they are conclusive; otherwise decide on the whole file."""
     try:
         inspect(head, max_pixels, min_side)

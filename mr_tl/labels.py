@@ -12,18 +12,19 @@ one-line message.
 """
 
 import json
+from collections.abc import Iterable, Sequence
 
 from mr_tl.errors import InputError
 
 FORMAT = "mr_tl.labels/1"
 
 
-def dumps(classes):
+def dumps(classes: Iterable[str]) -> str:
     """The text of a labels file for ``classes``."""
     return json.dumps({"format": FORMAT, "classes": list(classes)}, indent=1, ensure_ascii=False) + "\n"
 
 
-def parse(text, where="labels file"):
+def parse(text: str | bytes, where: str = "labels file") -> list[str]:
     """The class names of a labels file's text; InputError if it is not one."""
     try:
         obj = json.loads(text)
@@ -41,7 +42,7 @@ def parse(text, where="labels file"):
     return list(classes)
 
 
-def read(path):
+def read(path: str) -> list[str]:
     """The class names of a local labels file."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -53,7 +54,7 @@ def read(path):
     return parse(text, path)
 
 
-def agreed(found):
+def agreed(found: Sequence[tuple[str, list[str]]]) -> list[str]:
     """The one class list ``found`` (``[(input, classes)]``) agree on; InputError naming the first difference."""
     first_path, first = found[0]
     for path, classes in found[1:]:

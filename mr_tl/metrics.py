@@ -8,17 +8,24 @@ mean over every class that occurs in the true or the predicted labels, a
 class with no predicted (or no true) examples counting as 0.
 """
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Self
+
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from mr_tl.head import SoftmaxHead
 
 
-def confusion_matrix(y_true, y_pred, n_classes):
+def confusion_matrix(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, n_classes: int) -> np.ndarray:
     """``(n_classes, n_classes)`` int64 counts; ``cm[t, p]`` = examples of class t predicted p."""
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return cm
 
 
-def top_k_hits(scores, y_true, k=5):
+def top_k_hits(scores: npt.ArrayLike, y_true: npt.ArrayLike, k: int = 5) -> int:
     """How many rows have their true class among the ``k`` highest scores."""
     scores = np.asarray(scores)
     k = min(k, scores.shape[1])
@@ -26,7 +33,7 @@ def top_k_hits(scores, y_true, k=5):
     return int(np.sum(np.any(top == np.asarray(y_true)[:, None], axis=1)))
 
 
-def per_class(cm):
+def per_class(cm: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-class precision, recall, F1 and support from a confusion matrix."""
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
@@ -39,7 +46,8 @@ def per_class(cm):
     return precision, recall, f1, support.astype(np.int64)
 
 
-def summarize(cm, top_k=None, loss_sum=None, k=5):
+def summarize(cm: npt.ArrayLike, top_k: int | None = None, loss_sum: float | None = None,
+              k: int = 5) -> dict[str, float]:
     """The headline numbers from summed counts.
 
     ``top_k`` is the summed top-k hits, ``loss_sum`` the summed negative
@@ -49,7 +57,7 @@ def summarize(cm, top_k=None, loss_sum=None, k=5):
     n = int(cm.sum())
     precision, recall, f1, support = per_class(cm)
     present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0  # scikit-learn's unique_labels(y_true, y_pred)
-    out = {
+    out: dict[str, float] = {
         "examples": n,
         "accuracy": float(np.trace(cm) / n) if n else 0.0,
         "precision": float(precision[present].mean()) if present.any() else 0.0,
@@ -74,14 +82,15 @@ LOSS_UNIT = 1e-6
 MAX_LOSS = 1e6
 
 
-def loss_units(log_p_true):
+def loss_units(log_p_true: npt.ArrayLike) -> int:
     """Summed negative log-likelihood of the true classes, in LOSS_UNITs (a Python int)."""
     losses = np.nan_to_num(-np.asarray(log_p_true, dtype=np.float64), nan=MAX_LOSS, posinf=MAX_LOSS)
     units = np.rint(np.minimum(losses, MAX_LOSS) / LOSS_UNIT).astype(np.int64)
     return sum(int(u) for u in units)
 
 
-def score_head(head, X, y, k=5, with_confusion=False, batch=4096):
+def score_head(head: "SoftmaxHead", X: np.ndarray, y: np.ndarray, k: int = 5, with_confusion: bool = False,
+               batch: int = 4096) -> "ScoreCounts":
     """:class:`ScoreCounts` of a head (mr_tl.head) on ``X``, ``y``: float64 logits, in batches."""
     counts = ScoreCounts(confusion=np.zeros((head.n_classes,) * 2, dtype=np.int64) if with_confusion else None)
     for start in range(0, len(y), batch):
@@ -102,13 +111,14 @@ class ScoreCounts:
 
     FIELDS = ("examples", "correct", "top_k", "loss_units")
 
-    def __init__(self, examples=0, correct=0, top_k=0, loss_units=0, confusion=None):
+    def __init__(self, examples: int = 0, correct: int = 0, top_k: int = 0, loss_units: int = 0,
+                 confusion: np.ndarray | None = None) -> None:
         self.examples, self.correct, self.top_k, self.loss_units = (int(examples), int(correct), int(top_k),
                                                                     int(loss_units))
         self.confusion = confusion
 
     @classmethod
-    def of(cls, logits, y, k=5, with_confusion=False):
+    def of(cls, logits: np.ndarray, y: npt.ArrayLike, k: int = 5, with_confusion: bool = False) -> Self:
         """Counts for one batch of logits and true labels."""
         from mr_tl.head import log_softmax
 
@@ -120,7 +130,7 @@ class ScoreCounts:
                    loss_units(log_p[np.arange(len(y)), y]),
                    confusion_matrix(y, predicted, logits.shape[1]) if with_confusion else None)
 
-    def add(self, other):
+    def add(self, other: "ScoreCounts") -> Self:
         """Add ``other``'s counts to these (in place); returns self."""
         for name in self.FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -128,33 +138,35 @@ class ScoreCounts:
             self.confusion = other.confusion.copy() if self.confusion is None else self.confusion + other.confusion
         return self
 
-    def to_meta(self):
+    def to_meta(self) -> dict[str, int]:
         """The counts as a JSON-able dict (the confusion matrix travels separately, as an array)."""
         return {name: getattr(self, name) for name in self.FIELDS}
 
     @classmethod
-    def from_meta(cls, meta, confusion=None):
-        return cls(*(int(meta[name]) for name in cls.FIELDS), confusion=confusion)
+    def from_meta(cls, meta: Mapping[str, int | str], confusion: np.ndarray | None = None) -> Self:
+        examples, correct, top_k, units = (int(meta[name]) for name in cls.FIELDS)
+        return cls(examples, correct, top_k, units, confusion=confusion)
 
     @property
-    def accuracy(self):
+    def accuracy(self) -> float:
         return self.correct / self.examples if self.examples else 0.0
 
     @property
-    def loss(self):
+    def loss(self) -> float:
         return self.loss_units * LOSS_UNIT / self.examples if self.examples else 0.0
 
-    def summary(self, k=5):
+    def summary(self, k: int = 5) -> dict[str, float]:
         """accuracy, loss, top-k accuracy (and macro P/R/F1 when the confusion matrix is kept)."""
         if self.confusion is not None:
             return summarize(self.confusion, self.top_k, self.loss_units * LOSS_UNIT, k=k)
         return {"examples": self.examples, "accuracy": self.accuracy, "loss": self.loss,
                 "top%d_accuracy" % k: self.top_k / self.examples if self.examples else 0.0}
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, ScoreCounts) and self.to_meta() == other.to_meta()
                 and (self.confusion is None) == (other.confusion is None)
-                and (self.confusion is None or np.array_equal(self.confusion, other.confusion)))
+                and (self.confusion is None
+                     or (other.confusion is not None and np.array_equal(self.confusion, other.confusion))))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ScoreCounts(%s)" % ", ".join("%s=%d" % (n, getattr(self, n)) for n in self.FIELDS)

@@ -12,6 +12,7 @@ import fnmatch
 import glob
 import os
 import posixpath
+from collections.abc import Iterable
 
 from mr_tl.errors import InputError
 
@@ -19,34 +20,34 @@ PACKED_SUFFIX = ".tsv"
 FEATURES_PATTERN = "part-*"
 
 
-def is_uri(path):
+def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def is_remote(path):
+def is_remote(path: str) -> bool:
     """A URI that is not ``file://`` (``hdfs://``, ``s3://``...): read and written through ``hadoop fs``."""
     return is_uri(path) and not path.startswith("file://")
 
 
-def local_path(path):
+def local_path(path: str) -> str:
     """The local file name of a local path or ``file://`` URI."""
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def is_dir(path):
+def is_dir(path: str) -> bool:
     """Whether a local path (or ``file://`` URI) is a folder."""
     return os.path.isdir(local_path(path))
 
 
-def has_glob(path):
+def has_glob(path: str) -> bool:
     return any(c in path for c in "*?[")
 
 
-def visible(name):
+def visible(name: str) -> bool:
     return not name.startswith(("_", "."))
 
 
-def expand_inputs(paths, pattern):
+def expand_inputs(paths: Iterable[str], pattern: str) -> list[str]:
     """Input paths for a job: local folders become their matching, visible files.
 
     ``pattern`` is a suffix like ``.tsv`` or a glob like ``part-*``.  Remote
@@ -54,7 +55,7 @@ def expand_inputs(paths, pattern):
     and mrjob both understand.  A local path that does not exist is an error.
     """
     glob_pattern = ("*" + pattern) if not has_glob(pattern) else pattern
-    out = []
+    out: list[str] = []
     for path in paths:
         if is_remote(path):
             if has_glob(path) or fnmatch.fnmatch(posixpath.basename(path.rstrip("/")), glob_pattern):
@@ -81,7 +82,7 @@ def expand_inputs(paths, pattern):
     return out
 
 
-def folder_of(path):
+def folder_of(path: str) -> str:
     if has_glob(path):
         return posixpath.dirname(path) if is_uri(path) else os.path.dirname(path)
     if is_uri(path):
@@ -90,12 +91,12 @@ def folder_of(path):
     return path if os.path.isdir(path) else os.path.dirname(path)
 
 
-def path_part(uri):
+def path_part(uri: str) -> str:
     """``/a/b`` of ``hdfs://host:port/a/b``."""
     rest = uri.split("://", 1)[1] if is_uri(uri) else uri
     return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
 
 
-def join(folder, name):
+def join(folder: str, name: str) -> str:
     """``folder/name`` for a local path or a URI."""
     return folder.rstrip("/") + "/" + name if is_uri(folder) else os.path.join(folder, name)

@@ -47,10 +47,13 @@ import binascii
 import json
 import math
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from os import PathLike
+from typing import IO, Any, NamedTuple, Self, SupportsInt
 
 import numpy as np
+import numpy.typing as npt
 
 from mr_tl.errors import RecordError
 
@@ -64,18 +67,18 @@ _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 
 
 
-def escape_field(text):
+def escape_field(text: str) -> str:
     """Make ``text`` safe to be one tab-separated field of one line."""
     if not any(c in text for c in _ESCAPES):
         return text
     return "".join(_ESCAPES.get(c, c) for c in text)
 
 
-def unescape_field(text):
+def unescape_field(text: str) -> str:
     """Inverse of :func:`escape_field`."""
     if "%" not in text:
         return text
-    out = []
+    out: list[str] = []
     i = 0
     while i < len(text):
         code = text[i:i + 3]
@@ -90,33 +93,33 @@ def unescape_field(text):
     return "".join(out)
 
 
-def _check_split(split):
+def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise RecordError("split must be one of %s, found %r" % ("/".join(SPLITS), split[:20]))
     return split
 
 
-def _parse_label(text):
+def _parse_label(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise RecordError("label must be a non-negative integer, found %r" % text[:20])
     return int(text)
 
 
-def _label_field(label):
-    label = int(label)
-    if not 0 <= label < 10 ** 9:
-        raise RecordError("label must be an integer in [0, 1e9), found %d" % label)
-    return str(label)
+def _label_field(label: SupportsInt) -> str:
+    value = int(label)
+    if not 0 <= value < 10 ** 9:
+        raise RecordError("label must be an integer in [0, 1e9), found %d" % value)
+    return str(value)
 
 
-def _b64decode(text, what):
+def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
         raise RecordError("%s is not valid base64: %s" % (what, e)) from None
 
 
-def _text(line):
+def _text(line: str | bytes) -> str:
     """A line as text without its line ending (bytes are decoded as UTF-8)."""
     if isinstance(line, bytes):
         try:
@@ -126,7 +129,7 @@ def _text(line):
     return line.rstrip("\r\n")
 
 
-def _line_fields(line):
+def _line_fields(line: str | bytes) -> list[str]:
     return _text(line).split("\t")
 
 
@@ -139,12 +142,12 @@ class PackedImage:
     split: str
     data: bytes
 
-    def to_line(self):
+    def to_line(self) -> str:
         return "\t".join((escape_field(self.id), _label_field(self.label), _check_split(self.split),
                           base64.b64encode(self.data).decode("ascii")))
 
     @classmethod
-    def from_line(cls, line):
+    def from_line(cls, line: str | bytes) -> Self:
         fields = _line_fields(line)
         if len(fields) != 4:
             raise RecordError("packed image line needs 4 tab-separated fields, found %d" % len(fields))
@@ -153,7 +156,7 @@ class PackedImage:
                    _b64decode(data, "image data"))
 
 
-def packed_line_head(line):
+def packed_line_head(line: str | bytes) -> tuple[str, int, str]:
     """``(id, label, split)`` of a packed image line, without decoding its image (RecordError if it is
     not one)."""
     fields = _line_fields(line)
@@ -162,7 +165,7 @@ def packed_line_head(line):
     return unescape_field(fields[0]), _parse_label(fields[1]), _check_split(fields[2])
 
 
-def relabeled_feature_line(feature_line, image_id, label, split):
+def relabeled_feature_line(feature_line: str | bytes, image_id: str, label: SupportsInt, split: str) -> str:
     """A feature record line with another id, label and split, its digest and vector text kept as they
     are (featurize --reuse: an unchanged image's old vector under its current id)."""
     fields = _line_fields(feature_line)
@@ -174,7 +177,7 @@ def relabeled_feature_line(feature_line, image_id, label, split):
 NO_DIGEST = "-"
 
 
-def _check_digest(text):
+def _check_digest(text: str) -> str:
     if text != NO_DIGEST and (len(text) != 64 or any(c not in "0123456789abcdef" for c in text)):
         raise RecordError("image digest must be 64 hex digits or '-', found %r" % text[:70])
     return text
@@ -190,7 +193,7 @@ class FeatureRecord:
     features: np.ndarray
     sha256: str = NO_DIGEST
 
-    def to_line(self):
+    def to_line(self) -> str:
         data = np.ascontiguousarray(self.features, dtype=FEATURE_DTYPE).tobytes()
         return "\t".join(("F", escape_field(self.id), _label_field(self.label), _check_split(self.split),
                           _check_digest(self.sha256), base64.b64encode(data).decode("ascii")))
@@ -208,13 +211,13 @@ class RejectedRecord:
     """
 
     id: str
-    label: object
-    split: object
+    label: int | None
+    split: str | None
     reason: str
     detail: str = ""
     sha256: str = NO_DIGEST
 
-    def to_line(self):
+    def to_line(self) -> str:
         label = UNKNOWN if self.label is None else _label_field(self.label)
         split = UNKNOWN if self.split is None else _check_split(self.split)
         return "\t".join(("R", escape_field(self.id), label, split, _check_digest(self.sha256),
@@ -224,7 +227,7 @@ class RejectedRecord:
 _NOT_A_FEATURE_RECORD = "not a feature record: expected 'F' + 5 fields or 'R' + 6 fields, found %r with %d fields"
 
 
-def parse_feature_line(line, dim=None):
+def parse_feature_line(line: str | bytes, dim: int | None = None) -> "FeatureRecord | RejectedRecord":
     """Parse one line of featurize output into a FeatureRecord or RejectedRecord.
 
     ``dim``, when given, is the expected feature dimension.
@@ -236,12 +239,11 @@ def parse_feature_line(line, dim=None):
         return FeatureRecord(unescape_field(image_id), _parse_label(label), _check_split(split),
                              decode_vector(data, dim, image_id), _check_digest(digest))
     if kind == "R" and len(fields) == 7:
-        head = _rejected_head(fields)
-        return RejectedRecord(head.id, head.label, head.split, head.reason, head.detail, head.sha256)
+        return _rejected_record(fields)
     raise RecordError(_NOT_A_FEATURE_RECORD % (kind[:10], len(fields)))
 
 
-def decode_vector(text, dim=None, image_id=""):
+def decode_vector(text: str, dim: int | None = None, image_id: str = "") -> np.ndarray:
     """The float32 vector of a feature record's last field."""
     raw = _b64decode(text, "feature vector")
     if len(raw) % 4:
@@ -258,21 +260,29 @@ class RecordHead(NamedTuple):
 
     kind: str            # "F" or "R"
     id: str
-    label: object        # int, or None when unknown (a damaged input line)
-    split: object        # "train"/"val"/"test", or None when unknown
+    label: int | None    # None when unknown (a damaged input line)
+    split: str | None    # "train"/"val"/"test", or None when unknown
     sha256: str
-    reason: object = None  # rejected records only
-    detail: object = None
+    reason: str | None = None  # rejected records only
+    detail: str | None = None
 
 
-def _rejected_head(fields):
+def _rejected_record(fields: list[str]) -> RejectedRecord:
+    """The RejectedRecord of an ``R`` line's 7 fields (checked in field order)."""
     _, image_id, label, split, digest, reason, detail = fields
-    return RecordHead("R", unescape_field(image_id), None if label == UNKNOWN else _parse_label(label),
-                      None if split == UNKNOWN else _check_split(split), _check_digest(digest),
-                      unescape_field(reason), unescape_field(detail))
+    image_id = unescape_field(image_id)
+    label_value = None if label == UNKNOWN else _parse_label(label)
+    split_value = None if split == UNKNOWN else _check_split(split)
+    digest = _check_digest(digest)
+    return RejectedRecord(image_id, label_value, split_value, unescape_field(reason), unescape_field(detail), digest)
 
 
-def feature_line_head(line):
+def _rejected_head(fields: list[str]) -> RecordHead:
+    r = _rejected_record(fields)
+    return RecordHead("R", r.id, r.label, r.split, r.sha256, r.reason, r.detail)
+
+
+def feature_line_head(line: str | bytes) -> RecordHead:
     """The :class:`RecordHead` of a feature/rejected line, without decoding the vector.
 
     A fast pass for counting, routing and listing featurize output.
@@ -289,16 +299,17 @@ def feature_line_head(line):
 # ---------------------------------------------------------------------------
 # prediction records: the predict job's output
 
-def _float32_text(value):
+def _float32_text(value: float | np.floating[Any]) -> str:
     """The shortest decimal text that reads back as the same float32 (JSON-compatible)."""
-    value = np.float32(value)
-    if not np.isfinite(value):
-        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return np.format_float_positional(value, unique=True, trim="0") if value == 0 or 1e-4 <= abs(value) < 1e16 \
-        else np.format_float_scientific(value, unique=True, trim="0")
+    v = np.float32(value)
+    if not np.isfinite(v):
+        return "NaN" if np.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return np.format_float_positional(v, unique=True, trim="0") if v == 0 or 1e-4 <= abs(v) < 1e16 \
+        else np.format_float_scientific(v, unique=True, trim="0")
 
 
-def top_classes(probabilities, classes, k):
+def top_classes(probabilities: Sequence[float] | np.ndarray, classes: Sequence[str],
+                k: int) -> list[tuple[str, float]]:
     """``[(class name, probability)]`` of the ``k`` most probable classes (ties: the lower label first)."""
     order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
     return [(classes[i], float(np.float32(probabilities[i]))) for i in order]
@@ -309,12 +320,12 @@ class PredictionRecord:
     """The top classes of one image: ``top`` is ``[(class name, probability)]``, most probable first."""
 
     id: str
-    label: object     # int, or None when unknown
-    split: object     # "train"/"val"/"test", or None when unknown
+    label: int | None   # None when unknown
+    split: str | None   # "train"/"val"/"test", or None when unknown
     sha256: str
-    top: tuple
+    top: tuple[tuple[str, float], ...]
 
-    def to_line(self):
+    def to_line(self) -> str:
         label = UNKNOWN if self.label is None else _label_field(self.label)
         split = UNKNOWN if self.split is None else _check_split(self.split)
         top = "[%s]" % ",".join("[%s,%s]" % (json.dumps(name, ensure_ascii=False), _float32_text(p))
@@ -322,21 +333,20 @@ class PredictionRecord:
         return "\t".join(("P", escape_field(self.id), label, split, _check_digest(self.sha256), top))
 
 
-def parse_prediction_line(line):
+def parse_prediction_line(line: str | bytes) -> PredictionRecord | RejectedRecord:
     """A PredictionRecord or RejectedRecord of one line of predict output."""
     fields = _line_fields(line)
     if fields[0] == "P" and len(fields) == 6:
-        _, image_id, label, split, digest, top = fields
+        _, image_id, label, split, digest, top_text = fields
         try:
-            pairs = json.loads(top)
+            pairs = json.loads(top_text)
             top = tuple((str(name), float(np.float32(p))) for name, p in pairs)
         except (ValueError, TypeError) as e:
             raise RecordError("prediction of %r: bad top classes: %s" % (unescape_field(image_id), e)) from None
         return PredictionRecord(unescape_field(image_id), None if label == UNKNOWN else _parse_label(label),
                                 None if split == UNKNOWN else _check_split(split), _check_digest(digest), top)
     if fields[0] == "R" and len(fields) == 7:
-        head = _rejected_head(fields)
-        return RejectedRecord(head.id, head.label, head.split, head.reason, head.detail, head.sha256)
+        return _rejected_record(fields)
     raise RecordError("not a prediction record: expected 'P' + 5 fields or 'R' + 6 fields, found %r with %d fields"
                       % (fields[0][:10], len(fields)))
 
@@ -344,30 +354,31 @@ def parse_prediction_line(line):
 # ---------------------------------------------------------------------------
 # round records: the partition job's output, every round's input
 
-def train_line(worker, feature_line):
+def train_line(worker: SupportsInt, feature_line: str) -> str:
     """``T WORKER <feature record>``: a training example and the worker that trains on it."""
     return "T\t%d\t%s" % (int(worker), feature_line)
 
 
-def val_line(feature_line):
+def val_line(feature_line: str) -> str:
     """``V <feature record>``: a validation example."""
     return "V\t" + feature_line
 
 
-def parse_round_line(line, dim=None):
+def parse_round_line(line: str | bytes, dim: int | None = None) -> tuple[str, int | None, FeatureRecord]:
     """``(kind, worker, FeatureRecord)`` of a round record; ``worker`` is None for ``V``."""
-    line = _text(line)
-    if line.startswith("T\t"):
-        _, worker, rest = line.split("\t", 2)
-        if not (worker.isascii() and worker.isdigit()):
-            raise RecordError("round record: worker must be a number, found %r" % worker[:20])
+    text = _text(line)
+    worker: int | None
+    if text.startswith("T\t"):
+        _, worker_text, rest = text.split("\t", 2)
+        if not (worker_text.isascii() and worker_text.isdigit()):
+            raise RecordError("round record: worker must be a number, found %r" % worker_text[:20])
         record = parse_feature_line(rest, dim)
-        kind, worker = "T", int(worker)
-    elif line.startswith("V\t"):
-        record = parse_feature_line(line[2:], dim)
+        kind, worker = "T", int(worker_text)
+    elif text.startswith("V\t"):
+        record = parse_feature_line(text[2:], dim)
         kind, worker = "V", None
     else:
-        raise RecordError("not a round record: expected 'T' or 'V' first, found %r" % line[:10])
+        raise RecordError("not a round record: expected 'T' or 'V' first, found %r" % text[:10])
     if not isinstance(record, FeatureRecord):
         raise RecordError("round record holds a rejected record (%r)" % record.id)
     return kind, worker, record
@@ -376,15 +387,15 @@ def parse_round_line(line, dim=None):
 # ---------------------------------------------------------------------------
 # arrays: parameters, optimizer state, contributions
 
-def encode_arrays(meta, arrays):
+def encode_arrays(meta: Any, arrays: Mapping[str, npt.ArrayLike]) -> str:
     """One line of JSON holding ``meta`` (a JSON-able dict) and named arrays.
 
     Arrays keep their dtype and shape; the bytes are base64 in little-endian
     order so the line means the same on every machine.
     """
     out = {}
-    for name, value in sorted(arrays.items()):
-        value = np.asarray(value)
+    for name, given in sorted(arrays.items()):
+        value = np.asarray(given)
         dtype = value.dtype.newbyteorder("<") if value.dtype.byteorder == ">" else value.dtype
         if dtype.kind not in "fiu":
             raise TypeError("array %r has unsupported dtype %s" % (name, value.dtype))
@@ -395,14 +406,14 @@ def encode_arrays(meta, arrays):
                       allow_nan=False)
 
 
-def decode_arrays(line):
+def decode_arrays(line: str | bytes) -> tuple[Any, dict[str, np.ndarray]]:
     """Inverse of :func:`encode_arrays`: returns ``(meta, {name: array})``."""
     try:
         obj = json.loads(line)
         if not isinstance(obj, dict) or "meta" not in obj or not isinstance(obj.get("arrays"), dict):
             raise RecordError("not an array record: expected {\"meta\": ..., \"arrays\": {...}}")
         meta, encoded = obj["meta"], obj["arrays"]
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for name, spec in encoded.items():
             dtype = np.dtype(spec["dtype"])
             if dtype.kind not in "fiu":
@@ -420,7 +431,7 @@ def decode_arrays(line):
     return meta, arrays
 
 
-def save_npz(path, meta, arrays):
+def save_npz(path: str | PathLike[str] | IO[bytes], meta: Any, arrays: Mapping[str, npt.ArrayLike]) -> None:
     """Write named arrays plus a JSON ``meta`` dict as an uncompressed .npz.
 
     Writes exactly the bytes it is given to ``path``; callers that need
@@ -439,7 +450,7 @@ def save_npz(path, meta, arrays):
                 np.lib.format.write_array(f, payload[name], allow_pickle=False)
 
 
-def load_npz(path):
+def load_npz(path: str | PathLike[str] | IO[bytes]) -> tuple[Any, dict[str, np.ndarray]]:
     """Inverse of :func:`save_npz`: ``(meta, arrays)``; never unpickles."""
     with np.load(path, allow_pickle=False) as z:
         arrays = {name: z[name] for name in z.files if name != "__meta__"}

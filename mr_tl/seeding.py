@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 
 
-def rng(seed, *keys):
+def rng(seed: int, *keys: int | str) -> np.random.Generator:
     """A ``numpy.random.Generator`` determined by ``seed`` and ``keys``.
 
     Keys may be ints or strings; they are hashed (not Python's salted

@@ -255,8 +255,8 @@ MRJOB_PRIVATE_API = (
     ("mrjob.fs.composite.CompositeFilesystem", "_disabled"),  # jvm_free(): ... and the disabled ones
 )
 
-_ZIP_CACHE = {}
-_ZIP_DIR = []
+_ZIP_CACHE: dict[tuple[str, str], str] = {}  # (sha256[:16], base name) -> compiled twin
+_ZIP_DIR: list[str] = []                     # the per-process folder, once made
 
 
 def _cache_dir():
@@ -311,7 +311,8 @@ def compiled_zip(src):
     return path
 
 
-_SHARED = {}
+# (root, sha256[:16], base name) -> uploaded URI; ("folder", root) -> [the per-process folder]
+_SHARED: dict[tuple[str, ...], str | list[str]] = {}
 
 
 def _shared_uri(fs, root, local):

@@ -152,7 +152,7 @@ class Featurizer:
 # inline runner runs all map tasks (and the driver's check) in one process,
 # and creating a VGG16 session costs seconds each time.  Other runners start
 # one process per task, where the cache simply holds that task's session.
-_shared = {}
+_shared: dict[tuple[object, ...], "Featurizer"] = {}  # (model identity, input, output, threads)
 
 
 def shared_featurizer(model_path, spec, threads):

@@ -15,6 +15,7 @@ sidecar that do not belong together are refused before any job runs.
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mr_tl.digest import file_digest
@@ -56,7 +57,7 @@ class ModelSpec:
     resize: str = "squash"            # or "center-crop": shorter side -> resize_shorter, then crop
                                       # or "letterbox": longer side -> input size, padded (nothing cropped)
     resize_shorter: int = 0           # used by center-crop; 0 means max(input_size)
-    pad_colour: object = DEFAULT_PAD_COLOUR  # used by letterbox: one of PAD_COLOURS or [r, g, b]
+    pad_colour: str | Sequence[int] = DEFAULT_PAD_COLOUR  # used by letterbox: one of PAD_COLOURS or [r, g, b]
     interpolation: str = "bilinear"
     channel_order: str = "RGB"        # or "BGR" (Keras/Caffe VGG16)
     scale: float = 1.0                # multiplies 0..255 pixel values before mean/std

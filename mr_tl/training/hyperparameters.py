@@ -26,7 +26,9 @@ import dataclasses
 import itertools
 import math
 import re
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Self
 
 from mr_tl.errors import UsageError
 from mr_tl.normalization import KINDS as NORMALIZATIONS
@@ -34,7 +36,7 @@ from mr_tl.normalization import KINDS as NORMALIZATIONS
 OUTER_OPTIMIZERS = ("average", "block-momentum")
 
 
-def parse_frequency(text):
+def parse_frequency(text: int | str) -> int:
     """``--averaging-frequency``: a number of minibatches, ``epoch`` (stored as 0) or ``Nepochs``
     (N passes over each worker's examples per round, stored as -N)."""
     if isinstance(text, int):   # already parsed (config.json of an older run may hold 0)
@@ -57,12 +59,12 @@ def parse_frequency(text):
     return value
 
 
-def format_frequency(value):
+def format_frequency(value: int) -> str | int:
     """The text form of an averaging frequency (what config.json shows)."""
     return "epoch" if value == 0 else "%depochs" % -value if value < 0 else value
 
 
-def flag(name):
+def flag(name: str) -> str:
     """``block_lr`` -> ``--block-lr``."""
     return "--" + name.replace("_", "-")
 
@@ -70,25 +72,25 @@ def flag(name):
 @dataclass(frozen=True)
 class Field:
     name: str
-    type: object
+    type: Callable[[Any], Any]
     default: object
     help: str
-    metavar: str = None
-    choices: tuple = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
 
     @property
-    def flag(self):
+    def flag(self) -> str:
         return flag(self.name)
 
 
-def _optional_float(text):
+def _optional_float(text: str | None) -> float | None:
     return None if text in (None, "", "None") else float(text)
 
 
 # The recipes: every field's value, and the candidate grid.  The one place defaults are defined.
-REFERENCE = dict(seed=42, workers=2, averaging_frequency=5, batch_size=32, lr=0.01, momentum=0.8, l2=0.0,
-                 outer_optimizer="average", block_momentum=None, block_lr=1.0, hidden=0, normalization="none",
-                 candidates="none")
+REFERENCE: dict[str, Any] = dict(
+    seed=42, workers=2, averaging_frequency=5, batch_size=32, lr=0.01, momentum=0.8, l2=0.0,
+    outer_optimizer="average", block_momentum=None, block_lr=1.0, hidden=0, normalization="none", candidates="none")
 RECIPES = {
     # DL4J's ParameterAveragingTrainingMaster (the README's reference result); never changes
     "reference": REFERENCE,
@@ -136,13 +138,13 @@ class Hyperparameters:
     momentum: float = REFERENCE["momentum"]
     l2: float = REFERENCE["l2"]
     outer_optimizer: str = REFERENCE["outer_optimizer"]
-    block_momentum: float = REFERENCE["block_momentum"]   # None: 1 - 1/workers with block momentum, 0 with plain
+    block_momentum: float | None = REFERENCE["block_momentum"]  # None: 1 - 1/workers with block momentum, 0 plain
     block_lr: float = REFERENCE["block_lr"]
     hidden: int = REFERENCE["hidden"]
     normalization: str = REFERENCE["normalization"]
 
-    def __post_init__(self):
-        problems = []
+    def __post_init__(self) -> None:
+        problems: list[str] = []
         if self.workers < 1:
             problems.append("--workers must be at least 1, found %d" % self.workers)
         if self.batch_size < 1:
@@ -156,11 +158,12 @@ class Hyperparameters:
         if self.outer_optimizer not in OUTER_OPTIMIZERS:
             problems.append("--outer-optimizer must be one of %s, found %r"
                             % (", ".join(OUTER_OPTIMIZERS), self.outer_optimizer))
-        if self.block_momentum is None:
-            eta = 1.0 - 1.0 / max(1, self.workers) if self.outer_optimizer == "block-momentum" else 0.0
-            object.__setattr__(self, "block_momentum", eta)
-        if not (math.isfinite(self.block_momentum) and 0 <= self.block_momentum < 1):
-            problems.append("--block-momentum must be in [0, 1), found %r" % self.block_momentum)
+        block_momentum = self.block_momentum
+        if block_momentum is None:
+            block_momentum = 1.0 - 1.0 / max(1, self.workers) if self.outer_optimizer == "block-momentum" else 0.0
+            object.__setattr__(self, "block_momentum", block_momentum)
+        if not (math.isfinite(block_momentum) and 0 <= block_momentum < 1):
+            problems.append("--block-momentum must be in [0, 1), found %r" % block_momentum)
         if not (math.isfinite(self.block_lr) and self.block_lr > 0):
             problems.append("--block-lr must be a positive number, found %r" % self.block_lr)
         if self.hidden < 0:
@@ -174,7 +177,7 @@ class Hyperparameters:
     # -- the command line ----------------------------------------------------------
 
     @staticmethod
-    def add_arguments(add, recipe_defaults=False):
+    def add_arguments(add: Callable[..., object], recipe_defaults: bool = False) -> None:
         """Declare every field as an option through ``add(flag, **kwargs)``: an argparse
         ``parser.add_argument`` or an MRJob's ``add_passthru_arg``.
 
@@ -183,7 +186,7 @@ class Hyperparameters:
         reference values (the round job, which is always given every value).
         """
         for f in FIELDS:
-            kwargs = {"type": f.type, "default": None if recipe_defaults else f.default, "help": f.help}
+            kwargs: dict[str, Any] = {"type": f.type, "default": None if recipe_defaults else f.default, "help": f.help}
             if recipe_defaults:
                 kwargs["help"] += " (%s)" % recipe_values(f.name)
             if f.metavar:
@@ -193,13 +196,13 @@ class Hyperparameters:
             add(f.flag, **kwargs)
 
     @classmethod
-    def from_options(cls, options):
+    def from_options(cls, options: object) -> Self:
         """From an argparse/mrjob options object with one attribute per field."""
         return cls(**{name: getattr(options, name) for name in NAMES})
 
-    def to_args(self):
+    def to_args(self) -> list[str]:
         """The options that give these values (for a job's command line)."""
-        args = []
+        args: list[str] = []
         for name in NAMES:
             value = getattr(self, name)
             if name == "averaging_frequency":
@@ -209,36 +212,36 @@ class Hyperparameters:
 
     # -- config.json ---------------------------------------------------------------
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["averaging_frequency"] = format_frequency(self.averaging_frequency)
         return out
 
     @classmethod
-    def from_dict(cls, obj):
+    def from_dict(cls, obj: Mapping[str, Any]) -> Self:
         obj = dict(obj)
         obj["averaging_frequency"] = parse_frequency(obj.get("averaging_frequency", 5))
         return cls(**{k: v for k, v in obj.items() if k in NAMES})
 
-    def differences(self, other):
+    def differences(self, other: "Hyperparameters") -> dict[str, tuple[Any, Any]]:
         """``{name: (mine, theirs)}`` of the fields that differ."""
         return {name: (getattr(self, name), getattr(other, name)) for name in NAMES
                 if getattr(self, name) != getattr(other, name)}
 
     @property
-    def passes_per_round(self):
+    def passes_per_round(self) -> int:
         """Passes over each worker's examples per round (0: rounds of ``averaging_frequency`` minibatches)."""
         return 1 if self.averaging_frequency == 0 else -self.averaging_frequency if self.averaging_frequency < 0 else 0
 
-    def describe_schedule(self):
+    def describe_schedule(self) -> str:
         if self.passes_per_round:
             return "one pass" if self.passes_per_round == 1 else "%d passes" % self.passes_per_round
         return "%d minibatches of %d" % (self.averaging_frequency, self.batch_size)
 
 
-def recipe_values(name):
+def recipe_values(name: str) -> str:
     """``reference 0.01, default 0.003,0.01,0.03`` (the help of option ``name``)."""
-    out = []
+    out: list[str] = []
     for recipe, values in RECIPES.items():
         grid = Grid.parse(values["candidates"])
         value = grid.values(name) if name in grid.names else values[name]
@@ -254,7 +257,7 @@ GRID_FIELDS = ("lr", "l2", "momentum", "hidden")   # what may differ between can
 _FIELD = {f.name: f for f in FIELDS}
 
 
-def _text(value):
+def _text(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
@@ -268,15 +271,15 @@ class Grid:
     The order matters: ties on validation go to the lower index.
     """
 
-    axes: tuple = ()
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str | None) -> Self:
         """``"lr=0.003,0.01,0.03 l2=0,1e-4"``; ``none`` or empty: no grid.  Raises :class:`UsageError`."""
         text = "" if text is None else re.sub(r"\s*([=,])\s*", r"\1", str(text).strip())
         if text.lower() in ("", "none"):
             return cls()
-        axes = {}
+        axes: dict[str, tuple[Any, ...]] = {}
         for part in text.split():
             name, sep, values = part.partition("=")
             name = name.replace("-", "_")
@@ -288,7 +291,7 @@ class Grid:
                                  % (name, ", ".join(GRID_FIELDS)))
             if name in axes:
                 raise UsageError("--candidates: %s is given twice" % name)
-            parsed = []
+            parsed: list[Any] = []
             for value in values.split(","):
                 try:
                     value = _FIELD[name].type(value)
@@ -301,27 +304,27 @@ class Grid:
         return cls(tuple((name, axes[name]) for name in GRID_FIELDS if name in axes))
 
     @property
-    def names(self):
+    def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.axes)
 
-    def values(self, name):
+    def values(self, name: str) -> tuple[Any, ...]:
         return dict(self.axes)[name]
 
     @property
-    def text(self):
+    def text(self) -> str:
         """The canonical form (config.json, the round job's option): ``none`` for no grid."""
         return " ".join("%s=%s" % (name, ",".join(_text(v) for v in values)) for name, values in self.axes) \
             or "none"
 
-    def __len__(self):
+    def __len__(self) -> int:
         return math.prod(len(values) for _, values in self.axes)
 
-    def points(self):
+    def points(self) -> list[dict[str, Any]]:
         """``[{name: value}]`` of every candidate, in candidate order."""
         names = self.names
         return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in self.axes))]
 
-    def without(self, names):
+    def without(self, names: Container[str]) -> "Grid":
         """The grid without the axes of ``names`` (values given on the command line win)."""
         return Grid(tuple((n, v) for n, v in self.axes if n not in names))
 
@@ -334,7 +337,7 @@ class Candidates:
     the same state names, checkpoints and round-job options.
     """
 
-    def __init__(self, shared, grid=Grid()):
+    def __init__(self, shared: Hyperparameters, grid: Grid = Grid()) -> None:
         points = grid.points()
         if len(points) == 1:   # one value per axis: one candidate, those values shared
             shared, grid = dataclasses.replace(shared, **points[0]), Grid()
@@ -343,27 +346,27 @@ class Candidates:
         self.shared = dataclasses.replace(shared, **points[0]) if grid.axes else shared
         self._each = [dataclasses.replace(self.shared, **point) for point in points] if grid.axes else [shared]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._each)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Hyperparameters:
         return self._each[index]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Hyperparameters]:
         return iter(self._each)
 
-    def point(self, index):
+    def point(self, index: int) -> dict[str, Any]:
         """``{name: value}`` of the grid's fields for candidate ``index`` (``{}`` without a grid)."""
         return self.grid.points()[index] if self.grid.axes else {}
 
-    def describe(self, index):
+    def describe(self, index: int) -> str:
         """``lr=0.01 hidden=8``: what sets candidate ``index`` apart."""
         return " ".join("%s=%s" % (k, _text(v)) for k, v in self.point(index).items())
 
     # -- options and config.json -------------------------------------------------------
 
     @staticmethod
-    def add_arguments(add, recipe_defaults=False):
+    def add_arguments(add: Callable[..., object], recipe_defaults: bool = False) -> None:
         """The fields' options and ``--candidates``: the grid as one text (the train command,
         ``recipe_defaults``), or one axis per ``--candidates`` (the round job: no spaces in its
         arguments, whatever shell or Hadoop streaming makes of them)."""
@@ -378,20 +381,20 @@ class Candidates:
                 help="one axis of the candidates' grid (repeated for each axis)")
 
     @classmethod
-    def from_options(cls, options):
+    def from_options(cls, options: object) -> Self:
         """The round job's options (every value given; the grid's axes, if any)."""
         axes = getattr(options, "candidates", None)
         return cls(Hyperparameters.from_options(options),
                    Grid.parse(" ".join(axes) if isinstance(axes, list) else axes))
 
-    def to_args(self):
+    def to_args(self) -> list[str]:
         """The round job's options for these candidates."""
         args = self.shared.to_args()
         for name, values in self.grid.axes:
             args += ["--candidates", "%s=%s" % (name, ",".join(_text(v) for v in values))]
         return args
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """config.json's ``training``: every value, a list for a field the grid varies, and the grid."""
         out = self.shared.to_dict()
         for name, values in self.grid.axes:
@@ -400,30 +403,30 @@ class Candidates:
         return out
 
     @classmethod
-    def from_dict(cls, obj):
+    def from_dict(cls, obj: Mapping[str, Any]) -> Self:
         obj = dict(obj)
         grid = Grid.parse(obj.pop("candidates", None))
         for name in grid.names:
             obj.pop(name, None)
         return cls(Hyperparameters.from_dict(obj), grid)
 
-    def differences(self, other):
+    def differences(self, other: "Candidates") -> dict[str, tuple[Any, Any]]:
         """``{name: (mine, theirs)}`` of the values that differ (the grid as a whole is ``candidates``)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return {name: (mine.get(name), theirs.get(name)) for name in list(NAMES) + ["candidates"]
                 if mine.get(name) != theirs.get(name)}
 
 
-def recipe_values_of_grid():
+def recipe_values_of_grid() -> str:
     return "; ".join("%s: %s" % (recipe, Grid.parse(values["candidates"]).text) for recipe, values in RECIPES.items())
 
 
-def as_candidates(hyper):
+def as_candidates(hyper: "Candidates | Hyperparameters") -> Candidates:
     """``hyper`` as :class:`Candidates` (a bare :class:`Hyperparameters` is one candidate)."""
     return hyper if isinstance(hyper, Candidates) else Candidates(hyper)
 
 
-def resolve(recipe=None, given=None):
+def resolve(recipe: str | None = None, given: Mapping[str, Any] | None = None) -> Candidates:
     """The run's :class:`Candidates` from a recipe and the values given on the command line.
 
     ``given``: ``{field or "candidates": value or None}`` (None: not given).  A value given
@@ -444,7 +447,7 @@ def resolve(recipe=None, given=None):
                              % (", ".join(flag(n) for n in both), ", ".join(both)))
     else:
         grid = Grid.parse(RECIPES[recipe]["candidates"]).without(explicit)
-    values = {}
+    values: dict[str, Any] = {}
     for f in FIELDS:
         value = explicit.get(f.name, RECIPES[recipe][f.name])
         values[f.name] = f.type(value) if isinstance(value, str) and f.type is not str else value

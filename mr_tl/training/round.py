@@ -27,14 +27,22 @@ hyperparameters.  Scores are named ``val``/``train`` (one candidate) or
 ``{worker: {"<i>": [..]}}``.
 """
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mr_tl import averaging
-from mr_tl.head import Nesterovs, epoch_order, head_from_arrays, new_head, run_minibatches
+from mr_tl.head import Nesterovs, SoftmaxHead, epoch_order, head_from_arrays, new_head, run_minibatches
 from mr_tl.metrics import ScoreCounts, score_head
-from mr_tl.training.hyperparameters import as_candidates
+from mr_tl.training.hyperparameters import Candidates, Hyperparameters, as_candidates
+
+if TYPE_CHECKING:
+    from mr_tl.normalization import Normalizer
+
+Arrays = dict[str, np.ndarray]   # a state: named arrays (parameters, velocities, outer state)
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,14 @@ class _Rows:
     otherwise the buffer doubles as needed.
     """
 
-    def __init__(self, dim, capacity=None):
+    def __init__(self, dim: int, capacity: int | None = None) -> None:
         self.dim = dim
-        self.ids, self.labels = [], []
-        self._buf = np.empty((max(1, capacity or 256), dim), dtype=np.float32)
+        self.ids: list[str] = []
+        self.labels: list[int] = []
+        self._buf: np.ndarray | None = np.empty((max(1, capacity or 256), dim), dtype=np.float32)
 
-    def add(self, image_id, label, x):
+    def add(self, image_id: str, label: int, x: npt.ArrayLike) -> None:
+        assert self._buf is not None  # rows are added before arrays() hands them over
         n = len(self.ids)
         if n == len(self._buf):
             grown = np.empty((2 * n, self.dim), dtype=np.float32)
@@ -70,8 +80,9 @@ class _Rows:
         self.ids.append(image_id)
         self.labels.append(label)
 
-    def arrays(self):
+    def arrays(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """``(ids, X, y)`` sorted by id (the order of a worker's examples on every runner)."""
+        assert self._buf is not None  # the rows are handed over once
         n = len(self.ids)
         X = self._buf[:n]
         self._buf = None
@@ -90,38 +101,38 @@ class TaskExamples:
     allocated once at their final size.
     """
 
-    def __init__(self, dim, worker_sizes=None):
+    def __init__(self, dim: int, worker_sizes: Sequence[int] | np.ndarray | None = None) -> None:
         self.dim = dim
         self.worker_sizes = worker_sizes
-        self.workers = {}
+        self.workers: dict[int, _Rows] = {}
         self.val = _Rows(dim)
 
-    def add_train(self, worker, image_id, label, x):
+    def add_train(self, worker: int, image_id: str, label: int, x: npt.ArrayLike) -> None:
         rows = self.workers.get(worker)
         if rows is None:
             size = int(self.worker_sizes[worker]) if self.worker_sizes is not None else None
             rows = self.workers[worker] = _Rows(self.dim, size)
         rows.add(image_id, label, x)
 
-    def add_val(self, image_id, label, x):
+    def add_val(self, image_id: str, label: int, x: npt.ArrayLike) -> None:
         self.val.add(image_id, label, x)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(len(r.ids) for r in self.workers.values()) + len(self.val.ids)
 
-    def iter_workers(self, normalizer=None):
+    def iter_workers(self, normalizer: "Normalizer | None" = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(worker, X, y)`` per worker in worker order, rows in id order, normalized; each worker's
         rows are handed over (and forgotten here) one at a time."""
         for worker in sorted(self.workers):
             _, X, y = self.workers.pop(worker).arrays()
             yield worker, (normalizer.apply(X) if normalizer is not None else X), y
 
-    def val_arrays(self, normalizer=None):
+    def val_arrays(self, normalizer: "Normalizer | None" = None) -> tuple[np.ndarray, np.ndarray]:
         _, X, y = self.val.arrays()
         return (normalizer.apply(X) if normalizer is not None else X), y
 
 
-def param_names(arrays):
+def param_names(arrays: Mapping[str, object]) -> list[str]:
     """The head's parameter names in a state: ``W``, ``b`` (and ``W1``, ``b1`` with a hidden layer)."""
     return [name for name in ("W1", "b1", "W", "b") if name in arrays]
 
@@ -129,12 +140,12 @@ def param_names(arrays):
 DROPPED = "dropped"   # state array of a run with several candidates (see the module docstring)
 
 
-def prefix(index, n_candidates):
+def prefix(index: int, n_candidates: int) -> str:
     """The prefix of candidate ``index``'s arrays: none for a single candidate, else ``c<index>/``."""
     return "c%d/" % index if n_candidates > 1 else ""
 
 
-def candidate_arrays(arrays, index, n_candidates):
+def candidate_arrays(arrays: Mapping[str, np.ndarray], index: int, n_candidates: int) -> Mapping[str, np.ndarray]:
     """Candidate ``index``'s arrays of a state, without their prefix."""
     if n_candidates == 1:
         return arrays
@@ -142,28 +153,29 @@ def candidate_arrays(arrays, index, n_candidates):
     return {name[len(p):]: value for name, value in arrays.items() if name.startswith(p)}
 
 
-def with_prefix(arrays, p):
+def with_prefix(arrays: Mapping[str, np.ndarray], p: str) -> Arrays:
     return {p + name: value for name, value in arrays.items()}
 
 
-def dropped_in(arrays, n_candidates):
+def dropped_in(arrays: Mapping[str, np.ndarray], n_candidates: int) -> np.ndarray:
     """``dropped`` of a state: per candidate 0 (training) or the round it diverged in."""
     return arrays[DROPPED] if DROPPED in arrays else np.zeros(n_candidates, dtype=np.int64)
 
 
-def alive(arrays, n_candidates):
+def alive(arrays: Mapping[str, np.ndarray], n_candidates: int) -> list[int]:
     """The candidates still trained and scored, in index order."""
     return [i for i, r in enumerate(dropped_in(arrays, n_candidates)) if not r]
 
 
-def start_point(arrays):
+def start_point(arrays: Mapping[str, np.ndarray]) -> tuple[SoftmaxHead, Arrays]:
     """Where workers start: the block-momentum look-ahead if there is one, else the parameters."""
     names = param_names(arrays)
     head = head_from_arrays({name: arrays.get("start_" + name, arrays[name]).copy() for name in names})
     return head, {"v" + name: arrays["v" + name].copy() for name in names}
 
 
-def worker_round(arrays, X, y, worker, hyper, spec):
+def worker_round(arrays: Mapping[str, np.ndarray], X: np.ndarray, y: np.ndarray, worker: int,
+                 hyper: Hyperparameters, spec: RoundSpec) -> tuple[int, Arrays, list[float]]:
     """Local SGD of one worker: ``(examples, {parameters and velocities}, losses)``.
 
     ``X``, ``y`` are the worker's examples in id order; the worker visits
@@ -173,7 +185,8 @@ def worker_round(arrays, X, y, worker, hyper, spec):
     optimizer = Nesterovs(hyper.lr, hyper.momentum)
     whole_passes = hyper.passes_per_round > 0
     n_batches = -(-len(y) // hyper.batch_size) if whole_passes else hyper.averaging_frequency
-    losses, examples = [], 0
+    losses: list[float] = []
+    examples = 0
     # A diverging worker overflows; that is reported by the driver's finiteness
     # check, not as warnings (which would also break mrjob's inline runner,
     # whose task stderr takes only bytes).
@@ -193,11 +206,14 @@ def worker_round(arrays, X, y, worker, hyper, spec):
 class TaskResult:
     """What one round task sends on: tree nodes (with a leaf's float32 values), and scores."""
 
-    nodes: list = field(default_factory=list)        # [(Contribution, leaf values or None)]
-    scores: dict = field(default_factory=dict)       # {"val": ScoreCounts, "train": ScoreCounts}
+    # [(Contribution, leaf values or None)]
+    nodes: list[tuple[averaging.Contribution, Arrays | None]] = field(default_factory=list)
+    scores: dict[str, ScoreCounts] = field(default_factory=dict)  # {"val": ScoreCounts, "train": ScoreCounts}
 
 
-def run_task(arrays, workers, val, candidates, spec):
+def run_task(arrays: Mapping[str, np.ndarray], workers: Iterable[tuple[int, np.ndarray, np.ndarray]],
+             val: tuple[np.ndarray, np.ndarray] | None, candidates: Candidates | Hyperparameters,
+             spec: RoundSpec) -> TaskResult:
     """One round task: score the start state (``spec.score``), run local SGD per worker (``spec.train``).
 
     ``workers``: ``(worker, X, y)`` of each worker the task holds, rows in id order and
@@ -215,7 +231,8 @@ def run_task(arrays, workers, val, candidates, spec):
             result.scores[p + "val"], result.scores[p + "train"] = ScoreCounts(), ScoreCounts()
             if val is not None:
                 result.scores[p + "val"].add(score_head(heads[i], *val))
-    leaves, values_of = [], {}
+    leaves: list[averaging.Contribution] = []
+    values_of: dict[tuple[int, int], Arrays] = {}
     for worker, X, y in workers:
         if not len(y):
             continue   # an empty worker (possible with few examples per worker): see finish_round
@@ -223,7 +240,9 @@ def run_task(arrays, workers, val, candidates, spec):
             for i, p, _, _ in trained:
                 result.scores[p + "train"].add(score_head(heads[i], X, y))
         if spec.train:
-            values, losses, examples = {}, {}, 0
+            values: Arrays = {}
+            losses: dict[str, list[float]] = {}
+            examples = 0
             for i, p, hyper, sub in trained:
                 examples, candidate_values, losses[str(i)] = worker_round(sub, X, y, worker, hyper, spec)
                 values.update(with_prefix(candidate_values, p))
@@ -235,16 +254,18 @@ def run_task(arrays, workers, val, candidates, spec):
     return result
 
 
-def add_scores(parts):
+def add_scores(parts: Iterable[Mapping[str, ScoreCounts]]) -> dict[str, ScoreCounts]:
     """Sum ``{"val": ScoreCounts, ...}`` dicts."""
-    total = {}
+    total: dict[str, ScoreCounts] = {}
     for part in parts:
         for name, counts in part.items():
             total.setdefault(name, ScoreCounts()).add(counts)
     return total
 
 
-def finish_round(contributions, scores, arrays, candidates, spec, worker_sizes=None):
+def finish_round(contributions: Iterable[averaging.Contribution], scores: Mapping[str, ScoreCounts], arrays: Arrays,
+                 candidates: Candidates | Hyperparameters, spec: RoundSpec,
+                 worker_sizes: Sequence[int] | None = None) -> tuple[Arrays, dict[str, Any]]:
     """The reducer: ``(next state arrays, meta)`` from the round's contributions and score parts.
 
     A worker with no examples (``worker_sizes``) has no task to speak for it: it
@@ -254,13 +275,13 @@ def finish_round(contributions, scores, arrays, candidates, spec, worker_sizes=N
     candidates = as_candidates(candidates)
     n = len(candidates)
     workers = candidates[0].workers
-    meta = {}
+    meta: dict[str, Any] = {}
     new_arrays = arrays
     if spec.train:
         trained = alive(arrays, n)
         contributions = list(contributions)
         if worker_sizes is not None:
-            shapes = {}
+            shapes: dict[str, tuple[int, ...]] = {}
             for i in trained:
                 sub, p = candidate_arrays(arrays, i, n), prefix(i, n)
                 shapes.update({p + name: sub[name].shape for m in param_names(sub) for name in (m, "v" + m)})
@@ -295,11 +316,11 @@ def finish_round(contributions, scores, arrays, candidates, spec, worker_sizes=N
     return new_arrays, meta
 
 
-def initial_state(n_features, n_classes, candidates):
+def initial_state(n_features: int, n_classes: int, candidates: Candidates | Hyperparameters) -> Arrays:
     """Round 0: Xavier-initialised heads, zero velocity, the outer optimizer's state (per candidate)."""
     candidates = as_candidates(candidates)
     n = len(candidates)
-    state = {}
+    state: Arrays = {}
     for i, hyper in enumerate(candidates):
         head = new_head(n_features, n_classes, hyper.seed, hyper.hidden)
         arrays = dict(head.params())
@@ -313,7 +334,9 @@ def initial_state(n_features, n_classes, candidates):
     return state
 
 
-def simulate_round(arrays, worker_data, candidates, spec, val=None, tasks=1):
+def simulate_round(arrays: Arrays, worker_data: Sequence[tuple[np.ndarray, np.ndarray]],
+                   candidates: Candidates | Hyperparameters, spec: RoundSpec,
+                   val: tuple[np.ndarray, np.ndarray] | None = None, tasks: int = 1) -> tuple[Arrays, dict[str, Any]]:
     """A whole round in this process: ``worker_data[w] = (X, y)`` in id order; ``val = (X, y)`` or None.
 
     ``tasks`` spreads the workers over that many simulated tasks (it does not change the result).
@@ -322,7 +345,7 @@ def simulate_round(arrays, worker_data, candidates, spec, val=None, tasks=1):
 
     candidates = as_candidates(candidates)
     workers = candidates[0].workers
-    results = []
+    results: list[TaskResult] = []
     for task in range(tasks):
         mine = [(w, X, y) for w, (X, y) in enumerate(worker_data) if task_of_worker(w, workers, tasks) == task]
         results.append(run_task(arrays, mine, val if task == 0 else None, candidates, spec))
