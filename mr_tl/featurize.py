@@ -61,15 +61,15 @@ import os
 import time
 
 from mrjob.protocol import RawProtocol
-from mrjob.step import MRStep, StepFailedException
+from mrjob.step import MRStep
 
 from mr_tl import augment as augmentation
 from mr_tl import feature_store, storage
 from mr_tl.digest import MultisetHash
-from mr_tl.errors import InputError, JobFailed, RecordError
+from mr_tl.errors import InputError, RecordError
 from mr_tl.jobs import accounting
 from mr_tl.jobs.base import summed_counters
-from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE, runner_command_line
+from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE
 from mr_tl.jobs.packed_images import PackedImageJob, balanced_parts  # noqa: F401  (balanced_parts: used here before)
 from mr_tl.model.spec import made_by
 from mr_tl.records import NO_DIGEST, FeatureRecord, PackedImage, packed_line_head, relabeled_feature_line
@@ -288,15 +288,9 @@ class MRFeaturize(PackedImageJob):
     def scan_output(self, runner, rejected_heads):
         from mr_tl.jobs.scan import MRScanFeatures, parse_output
 
-        args = runner_command_line(self) + ["--no-check-input-paths", "--dim", str(self.spec.output_dim),
-                                            "--classes", str(len(self.classes))]
-        job = MRScanFeatures(args=args + [storage.join(runner.get_output_dir(), storage.FEATURES_PATTERN)])
-        with job.make_runner() as scan_runner:
-            try:
-                scan_runner.run()
-            except StepFailedException as e:
-                raise JobFailed("the check of the output failed: %s" % e) from None
-            return parse_output(storage.cat_lines(scan_runner), rejected_heads)
+        lines = self.output_check_lines(MRScanFeatures, runner, ["--dim", str(self.spec.output_dim),
+                                                                 "--classes", str(len(self.classes))])
+        return parse_output(lines, rejected_heads)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from mr_tl.digest import MultisetHash
 from mr_tl.errors import JobFailed, PackError
 from mr_tl.images import MAX_PIXELS, MIN_SIDE, ImageRejected, max_file_size, read_image
 from mr_tl.records import SPLITS, PackedImage
+from mr_tl.run_dir import fsync_dir
 
 MANIFEST_FORMAT = "mr_tl.pack-manifest/1"
 SPLIT_RULE = "mr_tl.split/1: u = first 53 bits of sha256('mr_tl.split/1 <seed> <sha256 of the image>') / 2**53; " \
@@ -401,19 +402,6 @@ def _write_json(path, obj, **kw):
     _write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, **kw) + "\n")
 
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def check_options(val, test, seed=0, shard_size=1, max_pixels=1, min_side=1, max_file_bytes=1):
     """Refuse options that cannot give a sensible split or pack (PackError)."""
     if not val.is_count and not test.is_count and val.value + test.value >= 1:
@@ -553,7 +541,7 @@ def _pack_into(tmp, out_dir, listing, classes, val, test, seed, shard_size, max_
     check_accounting(listing.found, manifest)
     _write_json(os.path.join(tmp, "manifest.json"), manifest, sort_keys=True)
     os.chmod(tmp, 0o755)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     _replace(tmp, out_dir)
     return manifest
 
@@ -605,7 +593,7 @@ def _replace(tmp, out_dir):
         old = tempfile.mkdtemp(dir=parent, prefix=".pack-old-")
         os.replace(out_dir, os.path.join(old, "out"))
     os.replace(tmp, out_dir)
-    _fsync_dir(parent)
+    fsync_dir(parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -69,18 +69,22 @@ def replace_dir(tmp, path):
         old = "%s.old-%d" % (tmp, os.getpid())
         os.replace(path, old)
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync_dir(path):
+def fsync_dir(path):
+    """Make a folder's entries (a file just renamed into it) durable; quietly nothing where folders
+    cannot be opened or synced."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -160,7 +164,7 @@ class RunDir:
                 os.unlink(path + ".sha256")   # an older checksum must never vouch for the new bytes
             os.replace(tmp, path)
         atomic_write(path + ".sha256", digest + "\n")
-        _fsync_dir(self.checkpoints)
+        fsync_dir(self.checkpoints)
         return path
 
     def checkpoint_rounds(self):

@@ -147,6 +147,20 @@ class MRTLJob(HookedMRJob):
             self._driver_fs = storage.filesystem(runner_hadoop_bin(self))
         return self._driver_fs
 
+    def output_check_lines(self, job_class, runner, extra_args=()):
+        """The output lines of ``job_class`` (a checking job: scan, check_records) run the way this job
+        ran (its runner options) over this job's finished output part files."""
+        from mr_tl.jobs.compat import runner_command_line
+
+        args = runner_command_line(self) + ["--no-check-input-paths"] + list(extra_args)
+        job = job_class(args=args + [storage.join(runner.get_output_dir(), storage.FEATURES_PATTERN)])
+        with job.make_runner() as check_runner:
+            try:
+                check_runner.run()
+            except StepFailedException as e:
+                raise JobFailed("the check of the output failed: %s" % e) from None
+            return list(storage.cat_lines(check_runner))
+
     def report(self, runner):
         """Called after a successful run with the finished runner."""
 

@@ -39,14 +39,14 @@ import os
 import time
 
 import numpy as np
-from mrjob.step import MRStep, StepFailedException
+from mrjob.step import MRStep
 
 from mr_tl import feature_store, labels, storage
 from mr_tl.digest import file_digest
-from mr_tl.errors import InputError, JobFailed, ModelError, MrTlError, RecordError
+from mr_tl.errors import InputError, ModelError, MrTlError, RecordError
 from mr_tl.jobs import accounting
 from mr_tl.jobs.base import summed_counters
-from mr_tl.jobs.compat import add_to_command_line, runner_command_line
+from mr_tl.jobs.compat import add_to_command_line
 from mr_tl.jobs.feature_input import FeatureInputJob
 from mr_tl.jobs.packed_images import PackedImageJob
 from mr_tl.records import PredictionRecord, decode_vector, feature_line_head, top_classes
@@ -268,14 +268,7 @@ class MRPredict(PackedImageJob, FeatureInputJob):
         its rejected records."""
         from mr_tl.jobs.check_records import MRCheckRecords, parse_output
 
-        args = runner_command_line(self) + ["--no-check-input-paths"]
-        job = MRCheckRecords(args=args + [storage.join(runner.get_output_dir(), storage.FEATURES_PATTERN)])
-        with job.make_runner() as check_runner:
-            try:
-                check_runner.run()
-            except StepFailedException as e:
-                raise JobFailed("the check of the output failed: %s" % e) from None
-            kinds, digest, duplicates, rejected = parse_output(storage.cat_lines(check_runner))
+        kinds, digest, duplicates, rejected = parse_output(self.output_check_lines(MRCheckRecords, runner))
         if kinds is None:
             return None, rejected
         others = sum(n for k, n in kinds.items() if k not in ("P", "R"))

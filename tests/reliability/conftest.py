@@ -1,5 +1,8 @@
 """Fixtures of the reliability tests.
 
+``features``           (module) a complete features folder of 30 good rows (a module may override it)
+``run``                (module) a finished 1-worker run on ``features`` (copy it before changing it)
+
 ``small_disk(size)``   a folder on a tmpfs of ``size`` bytes (rounded up to whole pages), mounted for
                        the test and unmounted after it, to fill up; the test is skipped (with the
                        reason) where the machine cannot mount one (needs root and CAP_SYS_ADMIN).
@@ -8,6 +11,22 @@
 import subprocess
 
 import pytest
+
+from .faults import good_rows, write_features
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    return write_features(tmp_path_factory.mktemp("features") / "features", good_rows())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, features, run_module):
+    """A finished 1-worker run on ``features`` (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = run_module("mr_tl.train", "-r", "inline", features, "-o", out, "--workers", 1, "--epochs", 2)
+    assert result.returncode == 0, result.stderr
+    return str(out)
 
 
 @pytest.fixture

@@ -26,14 +26,6 @@ def features(tmp_path_factory):
     return write_features(tmp_path_factory.mktemp("features") / "features", good_rows(60), parts=3)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, features, run_module):
-    out = tmp_path_factory.mktemp("run") / "run"
-    result = run_module("mr_tl.train", "-r", "inline", features, "-o", out, "--workers", 1, "--epochs", 2)
-    assert result.returncode == 0, result.stderr
-    return str(out)
-
-
 # -- item 7: a shard changed after packing ------------------------------------------------------------------
 
 def edit_one_line(shard, how):

@@ -19,21 +19,7 @@ from mr_tl.cli import run_command
 from mr_tl.errors import FeatureError, JobFailed
 from mr_tl.run_dir import RunDir, atomic_write
 
-from .faults import PYTHON, good_rows, one_error_line, run_with_closed_stdout, snapshot, write_features
-
-
-@pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return write_features(tmp_path_factory.mktemp("features") / "features", good_rows())
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, features, run_module):
-    """A finished 1-worker run on ``features`` (copy it before changing it)."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    result = run_module("mr_tl.train", "-r", "inline", features, "-o", out, "--workers", 1, "--epochs", 2)
-    assert result.returncode == 0, result.stderr
-    return str(out)
+from .faults import PYTHON, one_error_line, run_with_closed_stdout, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,7 @@ import shutil
 
 import pytest
 
-from .faults import good_rows, one_error_line, snapshot, write_features
-
-
-@pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return write_features(tmp_path_factory.mktemp("features") / "features", good_rows())
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, features, run_module):
-    out = tmp_path_factory.mktemp("run") / "run"
-    result = run_module("mr_tl.train", "-r", "inline", features, "-o", out, "--workers", 1, "--epochs", 2)
-    assert result.returncode == 0, result.stderr
-    return str(out)
+from .faults import one_error_line, snapshot
 
 
 def earlier_output(path, kind="folder"):

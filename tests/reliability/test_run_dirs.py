@@ -10,20 +10,6 @@ import pytest
 from .faults import good_rows, one_error_line, snapshot, write_features
 
 
-@pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return write_features(tmp_path_factory.mktemp("features") / "features", good_rows())
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, features, run_module):
-    """A finished 1-worker run on ``features`` (copy it before changing it)."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    result = run_module("mr_tl.train", "-r", "inline", features, "-o", out, "--workers", 1, "--epochs", 2)
-    assert result.returncode == 0, result.stderr
-    return str(out)
-
-
 @pytest.mark.parametrize("config", ['[]', '"a string"', '{"training": []}', '{"training": {}, "features": []}',
                                     '{"training": {"lr": "fast"}}'])
 def test_a_config_of_the_wrong_shape_is_one_line(config, features, run, tmp_path, run_module):
