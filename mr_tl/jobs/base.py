@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import zipfile
 
@@ -168,10 +169,16 @@ class MRTLJob(HookedMRJob):
         # outputs are large (feature vectors, parameters); print them only if asked
         return bool(self.options.cat_output)
 
+    # what mrjob puts on a task's command line (a task's traceback is what the job's log should show)
+    TASK_SWITCHES = ("--mapper", "--combiner", "--reducer", "--spark", "--steps")
+
     @classmethod
     def run(cls):
-        """mrjob's entry point (``python -m mr_tl.featurize ...``, and the tasks), with mr_tl's one-line
-        errors and exit codes around all of it: argument parsing and ``--help`` too."""
+        """mrjob's entry point (``python -m mr_tl.featurize ...``) with mr_tl's one-line errors and exit
+        codes around all of the driver: argument parsing and ``--help`` too.  Tasks run as mrjob runs them."""
+        if any(arg in cls.TASK_SWITCHES for arg in sys.argv[1:]):
+            super().run()
+            return
         run_command(super().run)
 
     def run_job(self):
