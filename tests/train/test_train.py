@@ -260,8 +260,29 @@ def test_stop_after_rounds_then_resume_is_bit_identical(synth, train_cli, tmp_pa
     assert result.code == 0, result.err
     assert "stopping after 3 rounds" in result.out
     assert not (part / "head.npz").exists() and RunDir(str(part)).checkpoint_rounds() == [0, 1, 2, 3]
+    workers = part / "data" / "workers"
+    dealt = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in workers.iterdir()}
+    assert "_partition.json" in dealt and any(n.startswith("part-") for n in dealt)
     result = train_cli("-r", "inline", synth.path, "-o", part, *args, "--epochs", 2, "--resume")
     assert result.code == 0, result.err
+    # the partition job's worker files were reused as they were (seed, workers and fingerprint agree)
+    assert "reusing the worker files in %s" % workers in result.out
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in workers.iterdir()} == dealt
+    assert head_bytes(part) == head_bytes(whole)
+    assert checkpoint_files(all_bytes, part) == checkpoint_files(all_bytes, whole)
+
+
+def test_resume_deals_the_worker_files_again_when_their_manifest_is_damaged(synth, train_cli, tmp_path, all_bytes):
+    args = ("--workers", 2, "--averaging-frequency", 3, "--lr", 0.05, "--epochs", 2)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert train_cli("-r", "inline", synth.path, "-o", whole, *args).code == 0
+    assert train_cli("-r", "inline", synth.path, "-o", part, *args, "--stop-after-rounds", 2).code == 0
+    manifest = part / "data" / "workers" / "_partition.json"
+    manifest.write_text(manifest.read_text()[:20])   # cut short, as by a crash while it was written
+    result = train_cli("-r", "inline", synth.path, "-o", part, *args, "--resume")
+    assert result.code == 0, result.err
+    assert "reusing the worker files" not in result.out
+    assert json.loads(manifest.read_text())["workers"] == 2
     assert head_bytes(part) == head_bytes(whole)
     assert checkpoint_files(all_bytes, part) == checkpoint_files(all_bytes, whole)
 
