@@ -279,8 +279,8 @@ def compiled_zip(src):
     number and falls back to the source, so the twin is never worse than the original.
     """
     import hashlib
-    import importlib.util
-    import marshal
+    import py_compile
+    import tempfile
     import zipfile
 
     with open(src, "rb") as f:
@@ -292,20 +292,25 @@ def compiled_zip(src):
     folder = os.path.join(_cache_dir(), digest)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, os.path.basename(src))
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path + ".tmp", "w", zipfile.ZIP_DEFLATED) as zout:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path + ".tmp", "w", zipfile.ZIP_DEFLATED) as zout, \
+            tempfile.TemporaryDirectory(prefix="mr_tl-pyc-") as scratch:
         names = set(zin.namelist())
+        source, compiled = os.path.join(scratch, "module.py"), os.path.join(scratch, "module.pyc")
         for info in zin.infolist():
             data = zin.read(info)
             zout.writestr(info, data)
             if info.filename.endswith(".py") and info.filename + "c" not in names:
-                try:
-                    code = compile(data, info.filename, "exec", dont_inherit=True)
-                except SyntaxError:  # leave it to the task to report
+                with open(source, "wb") as f:
+                    f.write(data)
+                try:   # the .pyc exactly as Python writes it (header + code), named after the zip's entry
+                    py_compile.compile(source, cfile=compiled, dfile=info.filename, doraise=True,
+                                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                except py_compile.PyCompileError:  # leave it to the task to report
                     continue
                 pyc = zipfile.ZipInfo(info.filename + "c", date_time=info.date_time)
                 pyc.external_attr = info.external_attr
-                header = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little") + importlib.util.source_hash(data)
-                zout.writestr(pyc, header + marshal.dumps(code), zipfile.ZIP_DEFLATED)
+                with open(compiled, "rb") as f:
+                    zout.writestr(pyc, f.read(), zipfile.ZIP_DEFLATED)
     os.replace(path + ".tmp", path)
     _ZIP_CACHE[key] = path
     return path
