@@ -1,16 +1,11 @@
 """mr_tl's training round job with task-side timestamps, for bench/round_cost.py only.
 
-Exactly :class:`mr_tl.train_round.MRTrainRound` (same steps, same code);
+Exactly :class:`mr_tl.jobs.train_round.MRTrainRound` (same steps, same code);
 each task also writes one JSON file into ``$MR_TL_BENCH_TIMES`` (a folder
 on this machine: standalone and the mini cluster run tasks here) with the
 wall-clock start of its own process and of its two ancestors (the
 setup-wrapper ``sh`` and, on YARN, the task JVM), when its work began
 (``mapper_init`` / the ``reducer`` call) and when it ended.
-
-``--map-only`` (a design option measured for the lead, not mr_tl's job):
-the same mappers and no reduce phase; each map task writes its workers'
-contribution lines, and the driver runs the reducer's
-``mr_tl.rounds.finish_round`` on them.
 """
 
 import time
@@ -20,9 +15,7 @@ T_IMPORT = time.time()  # before mrjob, numpy and mr_tl are imported
 import json  # noqa: E402
 import os  # noqa: E402
 
-from mrjob.step import MRStep  # noqa: E402
-
-from mr_tl.train_round import MRTrainRound  # noqa: E402
+from mr_tl.jobs.train_round import MRTrainRound  # noqa: E402
 
 
 def _proc_start(pid):
@@ -51,22 +44,6 @@ def _ancestry(levels=3):
 
 class MRTimedTrainRound(MRTrainRound):
     """MRTrainRound plus a timing file per task (see the module docstring)."""
-
-    def configure_args(self):
-        super().configure_args()
-        self.add_passthru_arg("--map-only", action="store_true",
-                              help="no reduce phase: the driver finishes the round (bench only)")
-
-    def steps(self):
-        if not self.options.map_only:
-            return super().steps()
-        return [MRStep(mapper_init=self.mapper_init, mapper=self.mapper, mapper_final=self.mapper_final)]
-
-    def jobconf(self):
-        conf = super().jobconf()
-        if self.options.map_only:  # mrjob itself passes mapreduce.job.reduces=0 for a map-only step
-            conf.pop("mapreduce.job.reduces", None)
-        return conf
 
     def _write_times(self, role, t_init):
         folder = os.environ.get("MR_TL_BENCH_TIMES")
