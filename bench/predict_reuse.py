@@ -85,7 +85,8 @@ def old_features(work, model, n, reused):
 
 
 def make_classifier(work, model, features):
-    from mr_tl.run_dir import RunDir
+    from mr_tl import labels
+    from mr_tl.run_dir import RunDir, atomic_write
 
     run = RunDir(os.path.join(work, "run"))
     with open(os.path.join(features, "_labels.json"), encoding="utf-8") as f:
@@ -93,9 +94,9 @@ def make_classifier(work, model, features):
     with open(os.path.join(features, "_summary.json"), encoding="utf-8") as f:
         made_by = json.load(f)["model"]
     g = np.random.default_rng(0)
-    run.write_json("labels.json", {"format": "mr_tl.labels/1", "classes": classes})
-    run.write_head((g.standard_normal((4096, len(classes))) * 0.01).astype(np.float32),
-                   np.zeros(len(classes), dtype=np.float32), {"features": {"made_by": made_by}})
+    atomic_write(run.file("labels.json"), labels.dumps(classes))
+    run.write_head({"W": (g.standard_normal((4096, len(classes))) * 0.01).astype(np.float32),
+                    "b": np.zeros(len(classes), dtype=np.float32)}, {"features": {"made_by": made_by}})
     out = os.path.join(work, "classifier.onnx")
     timed(["mr_tl.export", "--trunk", model, "--run", run.path, "-o", out])
     return out

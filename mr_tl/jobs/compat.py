@@ -242,8 +242,6 @@ def jvm_free(fs, path):
     return False
 
 
-
-
 # mrjob 0.7.4 internals FastHadoopJobRunner uses (tests/test_fastfs.py checks they are still there)
 MRJOB_PRIVATE_API = (
     ("mrjob.runner.MRJobRunner", "_fs"),                 # instance attribute behind the `fs` property

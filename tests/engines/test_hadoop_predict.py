@@ -82,8 +82,9 @@ def packed_images(folder):
 def case(tiny_vgg16_fc2, packed_demo, tmp_path_factory):
     """Features (inline), the train split's features alone (the old features of --reuse), a run with a seeded
     random head, its exported classifier, and the single-image CLI's predictions of every packed image."""
+    from mr_tl import labels
     from mr_tl.records import load_npz
-    from mr_tl.run_dir import RunDir
+    from mr_tl.run_dir import RunDir, atomic_write
 
     root = tmp_path_factory.mktemp('hadoop-predict')
     cli = Cli(root, PYTHON, driver_env)
@@ -93,11 +94,11 @@ def case(tiny_vgg16_fc2, packed_demo, tmp_path_factory):
         os.path.join(packed_demo, 'train-00000.tsv'), '-o', old)
     run = RunDir(str(root / 'run'))
     classes = json.loads((features / '_labels.json').read_text())['classes']
-    run.write_json('labels.json', {'format': 'mr_tl.labels/1', 'classes': classes})
+    atomic_write(run.file('labels.json'), labels.dumps(classes))
     g = np.random.default_rng(7)
     made_by = json.loads((features / '_summary.json').read_text())['model']
-    run.write_head((g.standard_normal((32, len(classes))) * 0.02).astype(np.float32),
-                   np.zeros(len(classes), dtype=np.float32), {'features': {'made_by': made_by}})
+    run.write_head({'W': (g.standard_normal((32, len(classes))) * 0.02).astype(np.float32),
+                    'b': np.zeros(len(classes), dtype=np.float32)}, {'features': {'made_by': made_by}})
     meta, _ = load_npz(run.file('head.npz'))
     assert meta['features']['made_by'] == made_by
     classifier = root / 'classifier.onnx'
