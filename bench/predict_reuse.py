@@ -94,6 +94,7 @@ def make_classifier(work, model, features):
     with open(os.path.join(features, "_summary.json"), encoding="utf-8") as f:
         made_by = json.load(f)["model"]
     g = np.random.default_rng(0)
+    os.makedirs(run.path, exist_ok=True)
     atomic_write(run.file("labels.json"), labels.dumps(classes))
     run.write_head({"W": (g.standard_normal((4096, len(classes))) * 0.01).astype(np.float32),
                     "b": np.zeros(len(classes), dtype=np.float32)}, {"features": {"made_by": made_by}})

@@ -94,6 +94,7 @@ def case(tiny_vgg16_fc2, packed_demo, tmp_path_factory):
         os.path.join(packed_demo, 'train-00000.tsv'), '-o', old)
     run = RunDir(str(root / 'run'))
     classes = json.loads((features / '_labels.json').read_text())['classes']
+    os.makedirs(run.path, exist_ok=True)
     atomic_write(run.file('labels.json'), labels.dumps(classes))
     g = np.random.default_rng(7)
     made_by = json.loads((features / '_summary.json').read_text())['model']
