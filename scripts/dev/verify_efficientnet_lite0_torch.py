@@ -35,7 +35,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from mr_tl.model.efficientnet_lite import (  # noqa: E402
-    LITE0_PREPROCESSING, build_efficientnet_lite0, find_lite0_checkpoint, load_lite0_state_dict)
+    LITE0_TF_PREPROCESSING,
+    build_efficientnet_lite0,
+    find_lite0_checkpoint,
+    load_lite0_state_dict,
+)
 
 TORCHVISION_MEAN_STD = ([0.485 * 255, 0.456 * 255, 0.406 * 255], [0.229 * 255, 0.224 * 255, 0.225 * 255])
 
@@ -51,7 +55,7 @@ def default_photos():
 
 def preprocess(path, mean_std=None):
     """Shorter side -> resize_shorter (bicubic), center crop, (x * scale - mean) / std, CHW."""
-    p = LITE0_PREPROCESSING
+    p = LITE0_TF_PREPROCESSING
     img = Image.open(path).convert("RGB")
     w, h = img.size
     short = p["resize_shorter"]
