@@ -18,7 +18,8 @@ For each of N seeded stratified 70/15/15 splits (mr_tl.pack's own split,
 ``assign_splits``: each image's split drawn from the seed and its bytes;
 seeds 42, 43, ...) and each pipeline
 
-    policy       center-crop (today's default), squash, letterbox with pad white/mean/edge-mean,
+    policy       center-crop (the default before issue 15), squash, letterbox with pad white/mean/edge-mean
+                 (edge-mean: the default since, chosen by this benchmark),
                  and "alpha-white": white for images with transparency, edge-mean (or mean) otherwise
     features     raw | z-score (fitted on train) | ssr: signed square root -> L2 -> z-score (fitted on train)
                  | ssr-l2: signed square root -> L2 (per image, no statistics)
@@ -63,8 +64,9 @@ from mr_tl.training.hyperparameters import Hyperparameters  # noqa: E402
 
 MODEL = os.path.join(REPO, "models", "efficientnet-lite0-features.onnx")
 TUXPAINT = os.path.join(os.path.expanduser("~"), ".cache", "mr_tl", "tuxpaint", "images")
-POLICIES = {  # name -> spec changes
-    "center-crop": {},
+POLICIES = {  # name -> spec changes (explicit: the sidecar of models/ is center-crop if built before issue 15,
+    # letterbox edge-mean since)
+    "center-crop": {"resize": "center-crop", "resize_shorter": 256},
     "squash": {"resize": "squash"},
     "letterbox-white": {"resize": "letterbox", "pad_colour": "white"},
     "letterbox-mean": {"resize": "letterbox", "pad_colour": "mean"},

@@ -54,14 +54,16 @@ def check_same_maker(head_meta, features, where):
     made_by = [f.summary.get("model") for f in features.folders]
     if not trained_on:
         return
+    from mr_tl.model.spec import describe_difference
+
     for folder, model in zip(features.folders, made_by):
         if not model:
             continue
         for key, what in (("sha256", "model"), ("preprocessing", "preprocessing"), ("augment", "augmentation")):
             if model.get(key) != trained_on.get(key):
                 raise InputError("%s were made with another %s than the features the head was trained on "
-                                 "(%s: %r; the head's: %r); featurize them with the same model and sidecar"
-                                 % (folder.path, what, key, model.get(key), trained_on.get(key)))
+                                 "(%s %s); featurize them with the same model, sidecar and --augment"
+                                 % (folder.path, what, key, describe_difference(model.get(key), trained_on.get(key))))
 
 
 class RecordCount:

@@ -79,14 +79,15 @@ def check_trunk(spec, head_meta, trunk_path):
     made_by = ((head_meta or {}).get("features") or {}).get("made_by")
     if not made_by:
         return
+    from mr_tl.model.spec import describe_difference
     from mr_tl.model.spec import made_by as describe
 
     mine = describe(spec)
     for key, what in (("sha256", "graph"), ("preprocessing", "preprocessing")):
         if made_by.get(key) != mine.get(key):
-            raise ModelError("the head was trained on features of another %s than %s (%s: %r; the head's: %r); "
+            raise ModelError("the head was trained on features of another %s than %s (%s %s); "
                              "export it with the trunk and sidecar that made its features"
-                             % (what, trunk_path, key, mine.get(key), made_by.get(key)))
+                             % (what, trunk_path, key, describe_difference(mine.get(key), made_by.get(key))))
 
 
 def augment_of(head_meta):

@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -265,7 +266,10 @@ def test_the_real_lite0_sidecar_still_loads_and_round_trips():
     with open(path, encoding="utf-8") as f:
         text = f.read()
     spec = ModelSpec.load(path)
-    assert spec.resize == "center-crop" and spec.to_json() == text
+    # center-crop if models/ was set up before letterbox became Lite0's default (no pad_colour in the file),
+    # letterbox edge-mean since; either reads back and is written again byte for byte
+    assert (spec.resize, ("pad_colour" in text)) in (("center-crop", False), ("letterbox", True))
+    assert spec.to_json() == text
 
 
 # -- choosing the policy: the cut command writes it, every consumer of the sidecar follows -------------------
@@ -293,6 +297,30 @@ def test_cut_with_resize_letterbox(tiny_vgg16, tmp_path, call_main):
     code, _, err = call_main(main, "cut", tiny_vgg16, "--at", "fc2", "--resize", "letterbox", "--pad-colour",
                              "1,2", "-o", out)
     assert code == 2 and "R,G,B" in err
+
+
+def test_cut_resize_center_crop_gives_back_the_sidecar_of_before_letterbox(tiny_vgg16, tmp_path, call_main):
+    """Lite0's sidecar letterboxes by default and keeps resize_shorter; `cut --resize center-crop` of it writes
+    what cutting the pre-issue-15 (center-crop) sidecar writes, byte for byte."""
+    from mr_tl.model.__main__ import main
+    from mr_tl.model.efficientnet_lite import LITE0_PREPROCESSING, LITE0_TF_PREPROCESSING
+
+    spec = ModelSpec.load(sidecar_path(tiny_vgg16))
+    written = {}
+    for name, pre, extra in (("old", LITE0_TF_PREPROCESSING, []), ("new", LITE0_PREPROCESSING, []),
+                             ("back", LITE0_PREPROCESSING, ["--resize", "center-crop"])):
+        source = str(tmp_path / ("%s-src.onnx" % name))
+        shutil.copy(tiny_vgg16, source)
+        fields = {k: v for k, v in pre.items() if k not in ("input_size", "layout")}   # the tiny graph's own
+        dataclasses.replace(spec, **fields).save(sidecar_path(source))
+        out = str(tmp_path / ("%s.onnx" % name))
+        code, _, err = call_main(main, "cut", source, "--at", "fc2", *extra, "-o", out)
+        assert code == 0, err
+        with open(sidecar_path(out), encoding="utf-8") as f:
+            written[name] = json.load(f)
+    assert written["new"]["resize"] == "letterbox" and written["new"]["pad_colour"] == "edge-mean"
+    assert written["old"]["resize"] == "center-crop" and "pad_colour" not in written["old"]
+    assert written["back"] == written["old"]
 
 
 def test_export_keeps_the_letterbox_preprocessing(tiny_vgg16_fc2, tmp_path):

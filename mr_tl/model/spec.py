@@ -197,3 +197,16 @@ def made_by(spec, model_file="", augment="none"):
     described = {"file": model_file, "sha256": spec.model_sha256, "output": spec.output_name,
                  "dim": spec.output_dim, "cut_at": spec.cut_at, "preprocessing": preprocessing, "augment": augment}
     return json.loads(json.dumps(described))   # as it reads back from a JSON file (lists, not tuples)
+
+
+def _shown(obj, key):
+    return repr(obj[key]) if key in obj else "not set"
+
+
+def describe_difference(mine, theirs, theirs_name="the head's"):
+    """What differs between two entries of :func:`made_by` (e.g. two ``preprocessing`` dicts), one line:
+    ``resize: 'letterbox' (the head's: 'center-crop'); pad_colour: 'edge-mean' (the head's: not set)``."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k, ()) != theirs.get(k, ()))
+        return "; ".join("%s: %s (%s: %s)" % (k, _shown(mine, k), theirs_name, _shown(theirs, k)) for k in keys)
+    return "%r (%s: %r)" % (mine, theirs_name, theirs)

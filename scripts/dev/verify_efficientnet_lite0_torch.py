@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from mr_tl.model.efficientnet_lite import (  # noqa: E402
-    LITE0_PREPROCESSING,
+    LITE0_TF_PREPROCESSING,
     build_efficientnet_lite0,
     find_lite0_checkpoint,
     load_lite0_state_dict,
@@ -55,7 +55,7 @@ def default_photos():
 
 def preprocess(path, mean_std=None):
     """Shorter side -> resize_shorter (bicubic), center crop, (x * scale - mean) / std, CHW."""
-    p = LITE0_PREPROCESSING
+    p = LITE0_TF_PREPROCESSING
     img = Image.open(path).convert("RGB")
     w, h = img.size
     short = p["resize_shorter"]

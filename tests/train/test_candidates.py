@@ -426,6 +426,14 @@ def test_the_default_recipe_in_config_and_help(synth, train_cli, write_features_
     several = len(default) > 1
     assert [("val_accuracy" in m) for m in metrics(run)] == [False, several]   # validated after the last round
     if several:
+        # the head is the candidate best on validation (ties to the lower index), whatever the test split says
+        last = metrics(run)[-1]
+        val = [c["val_accuracy"] for c in last["candidates"]]
+        best = val.index(max(val))
+        assert last["best_candidate"] == best and last["val_accuracy"] == val[best]
+        _, state = checkpoint(run, config["rounds"])
+        _, head = load_npz(str(run / "head.npz"))
+        assert head["W"].tobytes() == state["c%d/W" % best].tobytes()
         # a flag for a field of the recipe's grid replaces that axis
         name = default.grid.names[0]
         assert len(resolve(None, {name: getattr(default[0], name)})) == len(default) // len(default.grid.values(name))
