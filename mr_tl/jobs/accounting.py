@@ -179,3 +179,49 @@ def pack_expected(pack):
     return Expected(pack["images"], pack["lines_digest"], "the pack manifest",
                     "a shard was changed after packing: check the sha256 of each shard in manifest.json",
                     "the packed shards")
+
+
+# -- the check jobs' shuffle: a tally, every id, the rejected records ------------------------------
+
+TALLY_KEY = "!"     # sorts before every "i..." and "r..." key
+MAX_LISTED = 100    # duplicated ids listed per reducer task (all are counted)
+
+
+class TallyAndIdsSteps:
+    """The combiner and reducer of a job that checks records (jobs/scan.py, jobs/check_records.py).
+
+    Its mapper emits ``! <TAB> partial tally`` once per task, ``i<id> <TAB> 1`` per record and
+    ``r<id> <TAB> line`` per rejected record.  Output: ``S <TAB> tally`` (one line in all), the
+    rejected records' lines, and ``D <TAB> count <TAB> id`` per id seen more than once (counter
+    ``DUPLICATES_COUNTER`` of group ``COUNTERS``).  A subclass merges partial tallies in
+    :meth:`merge_tally` (JSON text in, JSON text out).
+    """
+
+    COUNTERS = "mr_tl check"
+
+    def merge_tally(self, values):
+        raise NotImplementedError
+
+    def combiner(self, key, values):
+        if key == TALLY_KEY:
+            yield key, self.merge_tally(values)
+        elif key.startswith("r"):
+            yield from ((key, value) for value in values)
+        else:
+            yield key, str(sum(int(v) for v in values))
+
+    def reducer_init(self):
+        self.listed = 0
+
+    def reducer(self, key, values):
+        if key == TALLY_KEY:
+            yield None, "S\t" + self.merge_tally(values)
+        elif key.startswith("r"):
+            yield from ((None, value) for value in values)
+        else:
+            count = sum(int(v) for v in values)
+            if count > 1:
+                self.increment_counter(self.COUNTERS, "duplicate ids", 1)
+                if self.listed < MAX_LISTED:
+                    self.listed += 1
+                    yield None, "D\t%d\t%s" % (count, key[1:])

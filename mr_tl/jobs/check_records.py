@@ -18,15 +18,14 @@ import json
 from mrjob.protocol import RawProtocol, RawValueProtocol
 
 from mr_tl.digest import MultisetHash
+from mr_tl.jobs.accounting import TALLY_KEY, TallyAndIdsSteps
 from mr_tl.jobs.base import MRTLJob
 from mr_tl.records import feature_line_head, unescape_field
 
-TALLY_KEY = "!"
-MAX_LISTED = 100
 UNREADABLE = "?"   # the kind of a line without a tab
 
 
-class MRCheckRecords(MRTLJob):
+class MRCheckRecords(TallyAndIdsSteps, MRTLJob):
     """Record lines -> one tally line, the duplicate ids, the rejected records (see the module docstring)."""
 
     INPUT_PROTOCOL = RawValueProtocol
@@ -52,8 +51,7 @@ class MRCheckRecords(MRTLJob):
     def mapper_final(self):
         yield TALLY_KEY, json.dumps({"kinds": self.kinds, "digest": self.digest.lanes}, sort_keys=True)
 
-    @staticmethod
-    def _merged(values):
+    def merge_tally(self, values):
         kinds, digest = {}, MultisetHash()
         for value in values:
             part = json.loads(value)
@@ -61,32 +59,6 @@ class MRCheckRecords(MRTLJob):
                 kinds[k] = kinds.get(k, 0) + n
             digest.update(MultisetHash(part["digest"]))
         return json.dumps({"kinds": kinds, "digest": digest.lanes}, sort_keys=True)
-
-    def combiner(self, key, values):
-        if key == TALLY_KEY:
-            yield key, self._merged(values)
-        elif key.startswith("r"):
-            for value in values:
-                yield key, value
-        else:
-            yield key, str(sum(int(v) for v in values))
-
-    def reducer_init(self):
-        self.listed = 0
-
-    def reducer(self, key, values):
-        if key == TALLY_KEY:
-            yield None, "S\t" + self._merged(values)
-        elif key.startswith("r"):
-            for value in values:
-                yield None, value
-        else:
-            count = sum(int(v) for v in values)
-            if count > 1:
-                self.increment_counter("mr_tl check", "duplicate ids", 1)
-                if self.listed < MAX_LISTED:
-                    self.listed += 1
-                    yield None, "D\t%d\t%s" % (count, key[1:])
 
 
 def parse_output(lines):

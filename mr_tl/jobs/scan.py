@@ -23,17 +23,18 @@ from mrjob.protocol import RawProtocol, RawValueProtocol
 
 from mr_tl.errors import RecordError
 from mr_tl.feature_scan import FeatureScan
+from mr_tl.jobs.accounting import TALLY_KEY, TallyAndIdsSteps
 from mr_tl.jobs.feature_input import FeatureInputJob
 from mr_tl.normalization import KINDS
 from mr_tl.records import escape_field, feature_line_head, unescape_field
 
-SCAN_KEY = "!"       # sorts before every "i..." key
-MAX_LISTED = 100
-COUNTERS = "mr_tl scan"
+SCAN_COUNTERS = "mr_tl scan"
 
 
-class MRScanFeatures(FeatureInputJob):
+class MRScanFeatures(TallyAndIdsSteps, FeatureInputJob):
     """Feature records -> one scan line and the duplicate ids (see the module docstring)."""
+
+    COUNTERS = SCAN_COUNTERS   # the duplicate ids' counter group (TallyAndIdsSteps)
 
     INPUT_PROTOCOL = RawValueProtocol
     INTERNAL_PROTOCOL = RawProtocol
@@ -63,7 +64,7 @@ class MRScanFeatures(FeatureInputJob):
             self.scan.add_line(line, head)
         except RecordError as e:
             self.scan.add_unreadable("%s: %s" % (self.input_name(), e))
-            self.increment_counter(COUNTERS, "unreadable lines", 1)
+            self.increment_counter(SCAN_COUNTERS, "unreadable lines", 1)
             return
         yield "i" + escape_field(head.id), "1"
         if head.kind == "R":
@@ -71,42 +72,15 @@ class MRScanFeatures(FeatureInputJob):
 
     def emit_scan(self):
         """Output: ``! <TAB> partial scan``."""
-        yield SCAN_KEY, self.scan.to_json()
+        yield TALLY_KEY, self.scan.to_json()
 
-    def _merged(self, values):
+    def merge_tally(self, values):
         scan = None
         for value in values:
             part = FeatureScan.from_json(value)
             scan = part if scan is None else scan.merge(part)
-        return scan
+        return scan.to_json()
 
-    def combiner(self, key, values):
-        if key == SCAN_KEY:
-            yield key, self._merged(values).to_json()
-        elif key.startswith("r"):
-            for value in values:
-                yield key, value
-        else:
-            yield key, str(sum(int(v) for v in values))
-
-    def reducer_init(self):
-        self.listed = 0
-
-    def reducer(self, key, values):
-        """Output: ``S <TAB> scan`` (one line in all), ``D <TAB> count <TAB> id`` per duplicated id."""
-        if key == SCAN_KEY:
-            yield None, "S\t" + self._merged(values).to_json()
-            return
-        if key.startswith("r"):
-            for value in values:
-                yield None, value
-            return
-        count = sum(int(v) for v in values)
-        if count > 1:
-            self.increment_counter(COUNTERS, "duplicate ids", 1)
-            if self.listed < MAX_LISTED:
-                self.listed += 1
-                yield None, "D\t%d\t%s" % (count, key[1:])
 
 def parse_output(lines, rejected=None):
     """``(FeatureScan, [(id, count)])`` from the scan job's output lines; the rejected records'
