@@ -154,7 +154,12 @@ class MRTLJob(HookedMRJob):
         from mr_tl.jobs.compat import runner_command_line
 
         args = runner_command_line(self) + ["--no-check-input-paths"] + list(extra_args)
-        job = job_class(args=args + [storage.join(runner.get_output_dir(), storage.FEATURES_PATTERN)])
+        # the part files by name, not a glob: mrjob's Spark runner quotes a glob's * in a file:// URI
+        output_dir = runner.get_output_dir()
+        parts = storage.list_data_files(self.driver_fs(), [output_dir], storage.FEATURES_PATTERN)
+        if output_dir.startswith("file://"):   # still the same files, not local ones to upload
+            parts = [p if storage.is_uri(p) else "file://" + p for p in parts]
+        job = job_class(args=args + parts)
         with job.make_runner() as check_runner:
             try:
                 check_runner.run()

@@ -184,8 +184,8 @@ def test_features_equal_the_local_runners(spark, reference):
     assert got_lines == expected_lines  # byte-identical records (the same batches of 8 per map task)
     assert summary_counts((spark['features'] / '_summary.json').read_text()) == \
         summary_counts((reference['features'] / '_summary.json').read_text())
-    records = summary_counts((spark['features'] / '_summary.json').read_text())['records']
-    assert sum(records['featurized'].values()) == 48
+    counts = summary_counts((spark['features'] / '_summary.json').read_text())
+    assert sum(counts['featurized'].values()) == 48 and counts['rejected'] == 0
     assert (spark['features'] / '_labels.json').read_text() == (reference['features'] / '_labels.json').read_text()
     assert (spark['features'] / '_SUCCESS').exists()  # Spark's output committer
 
@@ -231,9 +231,10 @@ def test_evaluation_and_predictions_equal(spark, reference):
 def test_every_job_ran_as_applications_of_the_cluster(spark, spark_cluster):  # noqa: F811
     apps = spark['apps']
     # featurize and the scan of its output; per training: the scan, the partition, one application per
-    # round, and for the validated run the last validation; evaluate
+    # round, and the last validation (the run validated every round; the other, of the default recipe's
+    # several candidates, validates after its last round to choose one); evaluate
     rounds = rounds_of(spark['run']), rounds_of(spark['run4'])
-    assert len(apps) == 2 + (2 + rounds[0] + 1) + (2 + rounds[1]) + 1, apps
+    assert len(apps) == 2 + (2 + rounds[0] + 1) + (2 + rounds[1] + 1) + 1, apps
     assert [a['state'] for a in apps] == ['FINISHED'] * len(apps)
     for app in apps:
         assert app['cores'] == spark_cluster.cores
