@@ -61,6 +61,20 @@ def atomic_write(path, data):
         os.replace(tmp, path)
 
 
+def write_npz(path, meta, arrays, stale=()):
+    """Write an .npz (mr_tl.records.save_npz) so that readers see the old file or the whole new one;
+    ``stale``: files that must not outlive the old bytes, removed once the new ones are on disk,
+    just before they take the name."""
+    with temporary_name(path) as tmp:
+        save_npz(tmp, meta, arrays)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        for name in stale:
+            if os.path.exists(name):
+                os.unlink(name)
+        os.replace(tmp, path)
+
+
 def replace_dir(tmp, path):
     """Put the finished folder ``tmp`` at ``path`` (in the same folder): readers see the old
     folder or the whole new one; an old ``path`` is removed only once the new one is in place."""
@@ -155,15 +169,9 @@ class RunDir:
     def write_checkpoint(self, round_number, meta, arrays):
         os.makedirs(self.checkpoints, exist_ok=True)
         path = self.checkpoint_path(round_number)
-        with temporary_name(path) as tmp:
-            save_npz(tmp, meta, arrays)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            digest = file_digest(tmp)
-            if os.path.exists(path + ".sha256"):
-                os.unlink(path + ".sha256")   # an older checksum must never vouch for the new bytes
-            os.replace(tmp, path)
-        atomic_write(path + ".sha256", digest + "\n")
+        # an older checksum must never vouch for the new bytes
+        write_npz(path, meta, arrays, stale=[path + ".sha256"])
+        atomic_write(path + ".sha256", file_digest(path) + "\n")
         fsync_dir(self.checkpoints)
         return path
 
@@ -231,11 +239,7 @@ class RunDir:
         """Write an .npz of named arrays (and a JSON meta dict) atomically."""
         os.makedirs(self.path, exist_ok=True)
         path = self.file(name)
-        with temporary_name(path) as tmp:
-            save_npz(tmp, meta, arrays)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+        write_npz(path, meta, arrays)
         return path
 
     def write_head(self, params, meta, normalization_arrays=None):
