@@ -177,7 +177,33 @@ def _read_status(pid):
     return ppid, (int(hwm.group(1)) / 1024.0 if hwm else 0.0), cmdline
 
 
-class ProcessTreeRSS:
+class Sampler:
+    """A background thread that calls ``self._sample()`` every ``interval`` seconds while the
+    ``with`` block runs (subclasses: :class:`ProcessTreeRSS`, bench/scale.py's DriverWatch)."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self):
+        raise NotImplementedError
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class ProcessTreeRSS(Sampler):
     """Samples peak RSS (``VmHWM``) of every process below ``root_pid`` from /proc.
 
     ``VmHWM`` is the kernel's own high-water mark of a process, so sampling
@@ -194,11 +220,9 @@ class ProcessTreeRSS:
     """
 
     def __init__(self, root_pid, interval=0.1):
+        super().__init__(interval)
         self.root_pid = root_pid
-        self.interval = interval
         self.seen = {}  # pid -> (peak MiB, cmdline)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _sample(self):
         table = {}
@@ -220,19 +244,6 @@ class ProcessTreeRSS:
                 _, hwm, cmdline = table[pid]
                 old = self.seen.get(pid, (0.0, cmdline))
                 self.seen[pid] = (max(old[0], hwm), cmdline or old[1])
-
-    def _loop(self):
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def peak_mb(self, select=None):
         """Largest VmHWM (MiB) among processes whose cmdline passes ``select`` (0 if none)."""

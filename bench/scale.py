@@ -38,7 +38,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,7 +45,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from common import ProcessTreeRSS, emit_json, machine_info  # noqa: E402
+from common import ProcessTreeRSS, Sampler, emit_json, machine_info  # noqa: E402
 from synthetic import write_feature_folder  # noqa: E402
 
 OLD_COMMIT = "8baa385"
@@ -70,35 +69,24 @@ def mem_available_mb():
         return int(re.search(r"^MemAvailable:\s+(\d+) kB", f.read(), re.M).group(1)) / 1024.0
 
 
-class DriverWatch:
+class DriverWatch(Sampler):
     """Samples the driver's own VmHWM; kills its process group past ``cap_mb`` or when memory runs low."""
 
     def __init__(self, proc, cap_mb=None, min_available_mb=2048, interval=0.2):
-        self.proc, self.cap_mb, self.min_available_mb, self.interval = proc, cap_mb, min_available_mb, interval
+        super().__init__(interval)
+        self.proc, self.cap_mb, self.min_available_mb = proc, cap_mb, min_available_mb
         self.peak_mb, self.killed = 0.0, None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _loop(self):
-        while not self._stop.is_set():
-            hwm, rss = status_kb(self.proc.pid, "VmHWM"), status_kb(self.proc.pid, "VmRSS")
-            if hwm:
-                self.peak_mb = max(self.peak_mb, hwm / 1024.0)
-            if self.killed is None and rss is not None and self.cap_mb is not None:
-                low = mem_available_mb() < self.min_available_mb
-                if rss / 1024.0 > self.cap_mb or low:
-                    self.killed = ("driver RSS %.0f MB > cap %.0f MB" % (rss / 1024.0, self.cap_mb) if not low
-                                   else "machine memory low (driver RSS %.0f MB)" % (rss / 1024.0))
-                    os.killpg(self.proc.pid, signal.SIGKILL)   # the group of the driver this benchmark started
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def _sample(self):
+        hwm, rss = status_kb(self.proc.pid, "VmHWM"), status_kb(self.proc.pid, "VmRSS")
+        if hwm:
+            self.peak_mb = max(self.peak_mb, hwm / 1024.0)
+        if self.killed is None and rss is not None and self.cap_mb is not None:
+            low = mem_available_mb() < self.min_available_mb
+            if rss / 1024.0 > self.cap_mb or low:
+                self.killed = ("driver RSS %.0f MB > cap %.0f MB" % (rss / 1024.0, self.cap_mb) if not low
+                               else "machine memory low (driver RSS %.0f MB)" % (rss / 1024.0))
+                os.killpg(self.proc.pid, signal.SIGKILL)   # the group of the driver this benchmark started
 
 
 def run_driver(cmd, env, cwd, cap_mb=None, timeout=6 * 3600, log=None):
