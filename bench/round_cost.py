@@ -14,17 +14,20 @@ Measures, in one run, on the project's own Hadoop 3.5.0 (tests/hadoop_harness.py
   ``mr_tl.jobs.round_runner.MapReduceRunner.run_round`` itself (state file, job arguments, output
   read-back, cleanup: what ``python -m mr_tl.train -r hadoop`` does per round), over worker files
   its ``prepare`` found (written once by the partition job on the local runner; on the cluster copied
-  to HDFS), with three runners, rounds alternating: **mrjob runner** = mrjob's HadoopJobRunner forced
-  (``hadoop fs`` for every file operation: mr_tl before issue 16); **fast fs** =
-  ``mr_tl.jobs.compat.FastHadoopJobRunner`` with only its JVM-free filesystem; **fast runner** =
-  FastHadoopJobRunner as ``-r hadoop`` uses it now (the default: also zips with bytecode uploaded
-  once per process, owner-only job files on ``file://``).  Each round is split into its parts from
+  to HDFS), three ways, rounds alternating: **mrjob runner** = mrjob's HadoopJobRunner forced
+  (``hadoop fs`` for every file operation) and the job's reducer adding up the workers: mr_tl before
+  issue 16; **fast, reducer** = ``mr_tl.jobs.compat.FastHadoopJobRunner`` as ``-r hadoop`` uses it
+  (JVM-free filesystem, zips with bytecode uploaded once per process, owner-only job files on
+  ``file://``), still with the reducer; **fast, map-only** = what mr_tl does now: the same runner, a
+  map-only round job, the driver adding up the tasks' contributions with the reducer's function
+  (its seconds count as overhead here, not as work).  Each round is split into its parts from
   timestamps taken in this process (every ``hadoop`` command mrjob or mr_tl starts, each runner
   phase) and in the tasks themselves (bench/round_job.py: process starts, work begin and end);
 * what ``hadoop jar`` costs with the command line mrjob builds (``-files``, ``-D``, ``-cmdenv``,
   the setup wrapper) but ``cat`` for the Python tasks;
 * end to end on standalone: ``python -m mr_tl.train -r hadoop`` for 20 rounds (``--quick``: 5) with
-  mrjob's HadoopJobRunner forced for every job (before) and as it is (after; same heads, bit for bit).
+  mrjob's HadoopJobRunner forced for every job and the rounds' reducer (before) and as it is (after;
+  same heads, bit for bit).
 
 Once-per-process costs (``hadoop version``, building the zips, uploading the shared ones) are paid by
 a warm-up round that is not counted (printed); the rounds measured are what every further round costs.
@@ -170,24 +173,27 @@ def task_times(folder, mode, jar_start):
 # -- one round ----------------------------------------------------------------------------------
 
 
-# the runners compared: mrjob's (forced: what mr_tl did before issue 16); FastHadoopJobRunner with its
-# filesystem only; FastHadoopJobRunner as -r hadoop uses it now (the default, nothing overridden)
-VARIANTS = ("mrjob", "fastfs", "fast")
-VARIANT_NAMES = {"mrjob": "mrjob runner", "fastfs": "fast fs", "fast": "fast runner"}
+# the rounds compared: mrjob's runner (forced) and the averaging in the job's reducer: what mr_tl did
+# before issue 16; FastHadoopJobRunner (as -r hadoop uses it), still with the reducer; FastHadoopJobRunner
+# and a map-only round job, the driver adding up the tasks' contributions: what mr_tl does now (default)
+VARIANTS = ("mrjob", "reduce", "fast")
+VARIANT_NAMES = {"mrjob": "mrjob runner", "reduce": "fast, reducer", "fast": "fast, map-only"}
 
 
 def runner_for(variant):
     """The runner class a round job of ``variant`` uses for ``-r hadoop``; None: the job's own (the default)."""
     from mrjob.hadoop import HadoopJobRunner
 
-    from mr_tl.jobs import compat
-
     if variant == "mrjob":
         return HadoopJobRunner
-    if variant == "fastfs":
-        return type("FastFsOnlyRunner", (compat.FastHadoopJobRunner,),
-                    {"compile_zips": False, "share_py_files": False, "private_job_files": False})
     return None
+
+
+def map_only_limit(variant):
+    """MapReduceRunner.map_only_max_tasks for ``variant``: the reducer (0) or mr_tl's default."""
+    from mr_tl.jobs.round_runner import MAP_ONLY_MAX_TASKS
+
+    return MAP_ONLY_MAX_TASKS if variant == "fast" else 0
 
 
 class RoundJobs:
@@ -225,6 +231,7 @@ def run_round(rec, jobs, variant, mode, hr, runner_args, state, spec, scratch, k
     hr.runner_args = list(runner_args) + ["--cmdenv", "MR_TL_BENCH_TIMES=" + times] + (
         ["--cleanup", "NONE"] if keep else [])
     jobs.variant = variant
+    hr.map_only_max_tasks = map_only_limit(variant)
     rec.events = []
     t0 = time.time()
     arrays, _ = hr.run_round(state, hr.bench_candidates, hr.bench_tasks, spec)
@@ -511,7 +518,7 @@ def train_mrjob_main(argv):
     from mrjob.hadoop import HadoopJobRunner
 
     from mr_tl import train as mtrain
-    from mr_tl.jobs import compat
+    from mr_tl.jobs import compat, round_runner
 
     own = compat.HookedMRJob._runner_class
 
@@ -519,6 +526,7 @@ def train_mrjob_main(argv):
         cls = own(self)
         return HadoopJobRunner if issubclass(cls, compat.FastHadoopJobRunner) else cls
     compat.HookedMRJob._runner_class = runner_class
+    round_runner.MAP_ONLY_MAX_TASKS = 0  # and the round's reducer adds up the contributions
     mtrain.main(argv)
 
 
@@ -672,7 +680,7 @@ def main():
         m = measured[mode]
         figures["floor_%s" % mode] = round(floor, 2)
         for variant, o in out.items():
-            suffix = {"fast": "", "fastfs": "_fastfs_only", "mrjob": "_mrjob_runner"}[variant]
+            suffix = {"fast": "", "reduce": "_with_reducer", "mrjob": "_mrjob_runner"}[variant]
             for key in ("wall", "work", "overhead", "ratio", "jar", "jvm_calls"):
                 figures["round_%s_%s%s" % ("overhead_ratio" if key == "ratio" else key, mode, suffix)] = \
                     round(o[key], 3) if isinstance(o[key], float) else o[key]

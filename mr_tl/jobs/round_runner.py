@@ -9,8 +9,13 @@
   ``_partition.json`` (seed, workers, tasks, fingerprint, file names) last.
   ``--resume`` reuses the files when that manifest matches.
 * ``run_round``: one round job (mr_tl.jobs.train_round) over the worker files;
-  the state travels as a small .npz shipped with the job, the next state
-  comes back as the reducer's one line.
+  the state travels as a small .npz shipped with the job.  With up to
+  ``MAP_ONLY_MAX_TASKS`` round tasks the job is map-only and the driver adds
+  up the tasks' contributions itself (the reducer's function, the same bits):
+  that saves the reduce phase, a Python task start and a shuffle per round
+  (bench/round_cost.py).  With more tasks the reducer does it and the next
+  state comes back as its one line, so the driver reads one model, not one
+  per task.
 
 The driver handles the model, counts and file names only.
 """
@@ -30,18 +35,23 @@ from mr_tl.jobs.feature_input import check_runner_reads
 from mr_tl.jobs.partition import COUNTERS as PARTITION_COUNTERS
 from mr_tl.jobs.partition import MRPartition
 from mr_tl.jobs.scan import MRScanFeatures, parse_output
-from mr_tl.jobs.train_round import RUN_PREFIX, MRTrainRound
+from mr_tl.jobs.train_round import RUN_PREFIX, MRTrainRound, next_state
 from mr_tl.records import decode_arrays, save_npz
 from mr_tl.training.loop import RoundFailed, RoundRunner
 
 PARTITION_FORMAT = "mr_tl.partition/1"
+# Up to this many round tasks, the driver finishes the round from the mappers' lines (map-only job).
+MAP_ONLY_MAX_TASKS = 8
 PARTITION_MANIFEST = "_partition.json"
 
 
 class MapReduceRunner(RoundRunner):
     """Scan, partition and rounds as jobs of mrjob runner ``runner_args`` (see the module docstring)."""
 
-    def __init__(self, inputs, runner_args, work_dir, hadoop_bin=None, out=print):
+    def __init__(self, inputs, runner_args, work_dir, hadoop_bin=None, out=print, map_only_max_tasks=None):
+        """``map_only_max_tasks``: rounds with at most this many tasks are map-only (0: never; None:
+        ``MAP_ONLY_MAX_TASKS``)."""
+        self.map_only_max_tasks = MAP_ONLY_MAX_TASKS if map_only_max_tasks is None else map_only_max_tasks
         self.inputs = list(inputs)
         self.runner_args = list(runner_args) + (["--hadoop-bin", hadoop_bin] if hadoop_bin else [])
         self.name = self._runner_name()
@@ -145,6 +155,7 @@ class MapReduceRunner(RoundRunner):
         self.worker_files = [storage.join(folder, n) for n in names]
 
     def run_round(self, state, candidates, tasks, spec):
+        map_only = tasks <= self.map_only_max_tasks
         path = os.path.join(self._tmp, "state.npz")
         arrays = dict(state)
         arrays.update({RUN_PREFIX + k: v for k, v in self.run_arrays.items()})
@@ -155,6 +166,8 @@ class MapReduceRunner(RoundRunner):
             args.append("--score")
         if not spec.train:
             args.append("--no-train")
+        if map_only:
+            args.append("--map-only")
         job = MRTrainRound(args=self.runner_args + ["--no-check-input-paths"] + args + self.worker_files)
         with job.make_runner() as runner:
             try:
@@ -163,6 +176,10 @@ class MapReduceRunner(RoundRunner):
                 # a failed job's temp dirs (local, and on HDFS) are removed: the round runs again
                 runner.cleanup(["TMP"])
                 raise RoundFailed(str(e)) from None
+            if map_only:
+                new_arrays, meta = next_state(storage.cat_lines(runner), state, candidates, spec,
+                                              self.run_arrays.get("worker_sizes"))
+                return (new_arrays if spec.train else state), meta
             lines = list(storage.cat_lines(runner))
         if len(lines) != 1:
             raise JobFailed("the round's reducer wrote %d lines, expected 1" % len(lines))

@@ -23,6 +23,12 @@ Combiner: adds up sibling nodes and score counts.  Reducer (one): completes
 the tree, averages parameters and optimizer state weighted by examples,
 applies the outer optimizer, and writes the next state and the scores as one
 line.  ``--no-train`` only scores the state (the run's last validation).
+
+``--map-only``: no combiner, no reducer; the mappers' lines are the job's
+output and the driver finishes the round with the reducer's own function
+(:func:`next_state`), so the state is the same bits either way.  The train
+driver asks for it when there are few round tasks (mr_tl.jobs.round_runner):
+it saves the reduce phase (a task start and the shuffle) of every round.
 """
 
 from mrjob.protocol import RawProtocol, RawValueProtocol
@@ -74,6 +80,33 @@ def decode_contribution(line):
     return value
 
 
+def decode_lines(lines, n_workers):
+    """Contribution and score lines -> ``(nodes, leaf values by node, summed scores)``.
+
+    Sibling nodes are added up as the lines arrive (mr_tl.averaging.merge: the
+    same sums in any order), so only the tree's unfinished nodes are held.
+    """
+    nodes, values_of, scores = [], {}, {}
+    for line in lines:
+        kind, value = decode_line(line)
+        if kind == "scores":
+            scores = add_scores([scores, value])
+            continue
+        node, values = value
+        values_of[(node.level, node.index)] = values
+        nodes = averaging.merge(nodes + [node], n_workers)
+        values_of = {(c.level, c.index): values_of.get((c.level, c.index)) for c in nodes}
+    return nodes, values_of, scores
+
+
+def next_state(lines, arrays, candidates, spec, worker_sizes=None):
+    """The round's end, from its contribution and score lines: ``(next state arrays, meta)``
+    (mr_tl.training.round.finish_round).  Run by the reducer, or by the driver after a
+    ``--map-only`` round."""
+    nodes, _, scores = decode_lines(lines, candidates.shared.workers)
+    return finish_round(nodes, scores, arrays, candidates, spec, worker_sizes)
+
+
 def split_state(arrays):
     """``(state arrays, run arrays)`` of a state file (run arrays without their prefix)."""
     state = {k: v for k, v in arrays.items() if not k.startswith(RUN_PREFIX)}
@@ -87,7 +120,7 @@ class MRTrainRound(MRTLJob):
     INPUT_PROTOCOL = RawValueProtocol
     INTERNAL_PROTOCOL = RawProtocol  # key "round", value one JSON line (mr_tl.records.encode_arrays)
     OUTPUT_PROTOCOL = RawValueProtocol
-    JOBCONF = dict({"mapreduce.job.reduces": "1"}, **ONE_SPLIT_PER_FILE)
+    JOBCONF = ONE_SPLIT_PER_FILE
 
     def configure_args(self):
         super().configure_args()
@@ -103,10 +136,21 @@ class MRTrainRound(MRTLJob):
                               help="score the state on the val split and the training examples")
         self.add_passthru_arg("--no-train", dest="train", action="store_false",
                               help="only score the state (no SGD)")
+        self.add_passthru_arg("--map-only", action="store_true",
+                              help="no reducer: output the mappers' contribution and score lines; "
+                                   "the caller finishes the round (next_state)")
+
+    def jobconf(self):
+        conf = dict(super().jobconf())
+        # one reducer, or none (a later -D than mrjob's own for a map-only step: it must agree)
+        conf["mapreduce.job.reduces"] = "0" if self.options.map_only else "1"
+        return conf
 
     def steps(self):
         # With one worker per task the mapper has added up all it can; a combiner
         # would cost a process per task and round for nothing.
+        if self.options.map_only:
+            return [MRStep(mapper_init=self.mapper_init, mapper=self.mapper, mapper_final=self.mapper_final)]
         several_per_task = 0 < self.options.tasks < self.options.workers
         return [MRStep(mapper_init=self.mapper_init, mapper=self.mapper, mapper_final=self.mapper_final,
                        combiner=self.combiner if several_per_task else None, reducer=self.reducer)]
@@ -154,32 +198,19 @@ class MRTrainRound(MRTLJob):
 
     # -- combiner / reducer -------------------------------------------------
 
-    def _decode(self, lines):
-        nodes, values_of, scores = [], {}, []
-        for line in lines:
-            kind, value = decode_line(line)
-            if kind == "scores":
-                scores.append(value)
-            else:
-                node, values = value
-                nodes.append(node)
-                values_of[(node.level, node.index)] = values
-        return nodes, values_of, add_scores(scores)
-
     def combiner(self, key, lines):
         """Input/output: contribution and score lines; sibling workers and scores added up."""
-        nodes, values_of, scores = self._decode(lines)
-        for node in averaging.merge(nodes, self.options.workers):
+        nodes, values_of, scores = decode_lines(lines, self.options.workers)
+        for node in nodes:
             yield key, encode_contribution(node, values_of.get((node.level, node.index)))
         if scores:
             yield key, encode_scores(scores)
 
     def reducer(self, key, lines):
         """Input: contribution and score lines. Output: the next state and the scores, one line."""
-        nodes, _, scores = self._decode(lines)
         spec = self._spec()
-        new_arrays, meta = finish_round(nodes, scores, self._state(), Candidates.from_options(self.options),
-                                        spec, self._run_arrays.get("worker_sizes"))
+        new_arrays, meta = next_state(lines, self._state(), Candidates.from_options(self.options), spec,
+                                      self._run_arrays.get("worker_sizes"))
         yield None, encode_arrays(meta, new_arrays if spec.train else {})
 
 

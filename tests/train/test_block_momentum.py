@@ -3,6 +3,8 @@
 import numpy as np
 
 from mr_tl.feature_store import read_folder
+from mr_tl.jobs.round_runner import MAP_ONLY_MAX_TASKS, MapReduceRunner
+from mr_tl.jobs.train_round import MRTrainRound
 from mr_tl.records import load_npz
 from mr_tl.run_dir import RunDir
 from mr_tl.training.hyperparameters import Hyperparameters
@@ -73,6 +75,31 @@ def test_the_driver_equals_the_in_process_rounds(synth, train_cli, tmp_path, all
     memory, jobs = (load_npz(str(tmp_path / run / "head.npz"))[1] for run in ("memory", "jobs"))
     assert {k: v.tobytes() for k, v in memory.items()} == {k: v.tobytes() for k, v in jobs.items()}
     assert without_seconds(tmp_path / "memory") == without_seconds(tmp_path / "jobs")
+
+
+def test_a_round_finished_by_the_reducer_or_by_the_driver_is_the_same_bits(synth, tmp_path, all_bytes):
+    """Up to MAP_ONLY_MAX_TASKS tasks the round job is map-only and the driver adds up the contributions;
+    with more, the reducer does (here forced with ``map_only_max_tasks=0``; 2 tasks for 4 workers, so the
+    combiner runs too): the same checkpoints, head and validation."""
+    hyper = Hyperparameters(workers=4, averaging_frequency=2, lr=0.05, outer_optimizer="block-momentum")
+    for name, limit in (("driver", MAP_ONLY_MAX_TASKS), ("reducer", 0)):
+        runner = MapReduceRunner([synth.path], ["-r", "inline"], str(tmp_path / name / "data"), out=lambda m: None,
+                                 map_only_max_tasks=limit)
+        Trainer(runner, str(tmp_path / name), hyper, Schedule(epochs=2, tasks=2, validate_every=2),
+                out=lambda m: None).run_all()
+    assert checkpoint_files(all_bytes, tmp_path / "driver") == checkpoint_files(all_bytes, tmp_path / "reducer")
+    assert head_bytes(tmp_path / "driver") == head_bytes(tmp_path / "reducer")
+    assert without_seconds(tmp_path / "driver") == without_seconds(tmp_path / "reducer")
+    assert any("val_accuracy" in m for m in RunDir(str(tmp_path / "driver")).read_metrics())
+
+
+def test_a_map_only_round_job_has_no_reduce_phase_on_hadoop():
+    """mrjob puts ``-D mapreduce.job.reduces=0`` before the job's own -D: the job's must not say 1."""
+    job = MRTrainRound(args=["--map-only", "--workers", "2"])
+    assert [sorted(k for k, v in step.items() if v and k in ("mapper", "combiner", "reducer")) for step in
+            (s.description(0) for s in job.steps())] == [["mapper"]]
+    assert job.jobconf()["mapreduce.job.reduces"] == "0"
+    assert MRTrainRound(args=["--workers", "2"]).jobconf()["mapreduce.job.reduces"] == "1"
 
 
 def test_in_process_normalization_statistics_equal_the_jobs(synth, train_cli, tmp_path, all_bytes):
