@@ -16,7 +16,7 @@ and the source of mr_tl/images.py).
 
 For each of N seeded stratified 70/15/15 splits (mr_tl.pack's own split,
 ``assign_splits``: each image's split drawn from the seed and its bytes;
-seeds 42, 43, ...) and each pipeline
+seeds 42, 43, ... or from ``--first-seed``) and each pipeline
 
     policy       center-crop (the default before issue 15), squash, letterbox with pad white/mean/edge-mean
                  (edge-mean: the default since, chosen by this benchmark),
@@ -31,10 +31,17 @@ two classifiers are trained on train and scored on test:
     0.8, batch 32, 1 worker, 20 epochs) trained by the real loop
     (``Trainer(InProcessRunner(features), ...)``: the arithmetic of the
     MapReduce rounds, bit for bit) on the normalized features.
-Prints mean +- sd over the splits and the gain over today's default with
-its paired sd, then one JSON line; ``default_gain_pt`` is the test gain of
-mr_tl's head for the best single-trunk-pass pipeline (no TTA), chosen by
-mean *validation* accuracy so the test split plays no part in the choice.
+On raw features of center-crop, squash and letterbox edge-mean, mr_tl's head
+is also trained with the **default recipe** (``resolve("default")``: what
+``python -m mr_tl.train`` does without flags: its candidates side by side,
+the best on val kept; ``--default-candidates`` tries another grid), 20
+epochs.  Prints mean +- sd over the splits and the gain over today's default
+with its paired sd, then one JSON line.  ``default_gain_pt``: the paired test
+gain of the new default pipeline (letterbox edge-mean, raw features, the
+default recipe) over the default before issue 15 (center-crop, raw
+features, the reference recipe); ``best_single_pass`` and its gain: the
+best single-trunk-pass pipeline of the reference-recipe head by mean
+*validation* accuracy (the test split plays no part in either choice).
 """
 
 import argparse
@@ -60,7 +67,7 @@ from mr_tl.images import ImageRejected, letterbox_box, preprocess, probe  # noqa
 from mr_tl.model.session import Featurizer  # noqa: E402
 from mr_tl.model.spec import load_model_spec, sha256_file  # noqa: E402
 from mr_tl.pack import SplitSize, assign_splits, find_images  # noqa: E402
-from mr_tl.training.hyperparameters import Hyperparameters  # noqa: E402
+from mr_tl.training.hyperparameters import RECIPES, Hyperparameters, resolve  # noqa: E402
 
 MODEL = os.path.join(REPO, "models", "efficientnet-lite0-features.onnx")
 TUXPAINT = os.path.join(os.path.expanduser("~"), ".cache", "mr_tl", "tuxpaint", "images")
@@ -76,6 +83,9 @@ POLICIES = {  # name -> spec changes (explicit: the sidecar of models/ is center
 ALPHA_WHITE = {"letterbox-alpha-white-else-edge-mean": "letterbox-edge-mean"}
 QUICK_POLICIES = ("center-crop", "letterbox-edge-mean")
 NORMS = ("raw", "z", "ssr", "ssr-l2")
+# pipelines also trained with the default recipe (raw features); the new default pipeline, and the old one
+DEFAULT_RECIPE_POLICIES = ("center-crop", "squash", "letterbox-edge-mean")
+NEW_DEFAULT, OLD_DEFAULT = "letterbox-edge-mean raw [default recipe]", "center-crop raw"
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 EPOCHS = 20
 
@@ -190,15 +200,20 @@ def sklearn_accuracy(X, y, idx):
     return best
 
 
-def mr_tl_accuracy(X, y, idx, ids, classes):
-    """``(val accuracy, test accuracy)`` of mr_tl's head, reference recipe, 1 worker, EPOCHS epochs
-    (the real training loop on these, already normalized, features)."""
+def mr_tl_accuracy(X, y, idx, ids, classes, hyper=None):
+    """``(val accuracy, test accuracy)`` of mr_tl's head trained EPOCHS epochs by the real training loop
+    on these, already normalized, features; ``hyper``: Hyperparameters or Candidates (default: the
+    reference recipe with 1 worker, one round per epoch)."""
     keep = np.concatenate([idx["train"], idx["val"]])
     splits = ["train"] * len(idx["train"]) + ["val"] * len(idx["val"])
     features = feature_set([ids[i] for i in keep], y[keep], splits, X[keep].astype(np.float32), classes)
-    r = train_in_process(features, Hyperparameters(workers=1, averaging_frequency=0), EPOCHS,
+    r = train_in_process(features, hyper or Hyperparameters(workers=1, averaging_frequency=0), EPOCHS,
                          score={s: (X[idx[s]].astype(np.float32), y[idx[s]]) for s in ("val", "test")})
     return r["final"]["val"], r["final"]["test"]
+
+
+def pipeline_name(policy, norm, tta, default_recipe):
+    return "%s %s%s%s" % (policy, norm, " +flipTTA" if tta else "", " [default recipe]" if default_recipe else "")
 
 
 def stats(values):
@@ -211,9 +226,15 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 splits, center-crop vs letterbox edge-mean only")
     p.add_argument("--images", default=TUXPAINT, help="class-folder image set (default: the Tux Paint stamps)")
-    p.add_argument("--splits", type=int, help="seeded splits (default 10, --quick 3)")
+    p.add_argument("--splits", type=int, help="seeded splits (default 20, --quick 3)")
+    p.add_argument("--first-seed", type=int, default=42, help="seed of the first split (default 42)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
+    p.add_argument("--default-candidates", default=RECIPES["default"]["candidates"],
+                   help="the default recipe's candidates grid for its rows (default: the recipe's, %(default)r)")
+    p.add_argument("--only", help="run only these pipelines (comma-separated names as printed, e.g. "
+                                  "'squash raw [default recipe]'; the old and the new default always run)")
     args = p.parse_args()
+    default_hyper = resolve("default", {"candidates": args.default_candidates})
     n_splits = args.splits or (3 if args.quick else 20)
     t_start = time.time()
     info = machine_info()
@@ -259,8 +280,13 @@ def main():
         for norm in NORMS:
             for tta in (False, True):
                 if not tta or policy == "center-crop" or policy.startswith("letterbox-") and policy in POLICIES:
-                    pipelines.append((policy, norm, tta))
-    split_seeds = [42 + k for k in range(n_splits)]
+                    pipelines.append((policy, norm, tta, False))
+        if policy in DEFAULT_RECIPE_POLICIES:
+            pipelines.append((policy, "raw", False, True))
+    if args.only:
+        wanted = {n.strip() for n in args.only.split(",")} | {OLD_DEFAULT, NEW_DEFAULT}
+        pipelines = [pl for pl in pipelines if pipeline_name(*pl) in wanted]
+    split_seeds = [args.first_seed + k for k in range(n_splits)]
     digests = [hashlib.sha256(data).hexdigest() for data in blobs]
     splits = [splits_for(seed, ids, y, classes, digests) for seed in split_seeds]
     print("%d splits (seeds %d..%d): train/val/test %d/%d/%d images; %d pipelines x 2 classifiers"
@@ -274,17 +300,17 @@ def main():
 
     blas_limit = threadpool_limits(limits=1)
     results = {}
-    for policy, norm, tta in pipelines:
+    for policy, norm, tta, default_recipe in pipelines:
         X, X_mirror = features[policy]
         X_used = (X + X_mirror) / 2 if tta else X
-        name = "%s %s%s" % (policy, norm, " +flipTTA" if tta else "")
-        r = {"policy": policy, "norm": norm, "tta": tta, "sk_val": [], "sk_test": [], "sk_C": [],
-             "mr_val": [], "mr_test": []}
+        name = pipeline_name(policy, norm, tta, default_recipe)
+        r = {"policy": policy, "norm": norm, "tta": tta, "recipe": "default" if default_recipe else "reference",
+             "sk_val": [], "sk_test": [], "sk_C": [], "mr_val": [], "mr_test": []}
         t0 = time.time()
         for idx in splits:
             Xn = normalize(X_used, idx["train"], norm)
             sv, st, C = sklearn_accuracy(Xn, y, idx)
-            mv, mt = mr_tl_accuracy(Xn, y, idx, ids, classes)
+            mv, mt = mr_tl_accuracy(Xn, y, idx, ids, classes, default_hyper if default_recipe else None)
             r["sk_val"].append(sv)
             r["sk_test"].append(st)
             r["sk_C"].append(C)
@@ -310,7 +336,7 @@ def main():
         C_mode = max(set(r["sk_C"]), key=r["sk_C"].count)
         print("%-52s %8.4f +- %.4f %+6.2f +- %4.2f %8.4f +- %.4f %+6.2f +- %4.2f %8g"
               % (name, sk[0], sk[1], sk_gain[0], sk_gain[1], mr[0], mr[1], mr_gain[0], mr_gain[1], C_mode))
-        rows[name] = {"policy": r["policy"], "norm": r["norm"], "tta": r["tta"],
+        rows[name] = {"policy": r["policy"], "norm": r["norm"], "tta": r["tta"], "recipe": r["recipe"],
                       "sklearn_test": [round(v, 4) for v in sk], "sklearn_gain_pt": [round(v, 2) for v in sk_gain],
                       "mr_tl_test": [round(v, 4) for v in mr], "mr_tl_gain_pt": [round(v, 2) for v in mr_gain],
                       "sklearn_val_mean": round(float(np.mean(r["sk_val"])), 4),
@@ -335,6 +361,8 @@ def main():
     if "letterbox-edge-mean" in features:  # the pad colour rules and squash against the default rule
         comparisons += [("%s raw" % p, "letterbox-edge-mean raw") for p in features
                         if p not in ("center-crop", "letterbox-edge-mean")]
+    comparisons += [("%s raw [default recipe]" % p, "%s raw" % p) for p in DEFAULT_RECIPE_POLICIES]
+    comparisons += [(NEW_DEFAULT, OLD_DEFAULT)]
     for p in ["center-crop"] + lb:
         comparisons += [("%s %s" % (p, norm), "%s raw" % p) for norm in NORMS[1:]]
         comparisons += [("%s %s +flipTTA" % (p, norm), "%s %s" % (p, norm)) for norm in NORMS]
@@ -347,10 +375,14 @@ def main():
             e = effects["%s | %s" % (a, b)] = effect(a, b)
             print("%-44s %-30s %+6.2f +- %4.2f %9s %+6.2f +- %4.2f %9s" % (a, b, *e["sklearn"], *e["mr_tl"]))
 
-    single = [n for n in results if not results[n]["tta"]]
+    single = [n for n in results if not results[n]["tta"] and results[n]["recipe"] == "reference"]
     best = max(single, key=lambda n: (np.mean(results[n]["mr_val"]), np.mean(results[n]["sk_val"])))
     best_sk = max(single, key=lambda n: (np.mean(results[n]["sk_val"]), np.mean(results[n]["mr_val"])))
-    best_any = max(results, key=lambda n: np.mean(results[n]["mr_val"]))
+    best_any = max((n for n in results if results[n]["recipe"] == "reference"),
+                   key=lambda n: np.mean(results[n]["mr_val"]))
+    new_default = effects["%s | %s" % (NEW_DEFAULT, OLD_DEFAULT)]["mr_tl"]
+    print("\nnew default pipeline (%s) over the old (%s, reference recipe): test %+.2f +- %.2f pt (splits "
+          "better/equal/worse %s)" % (NEW_DEFAULT, OLD_DEFAULT, *new_default))
     print("\nbest single-trunk-pass pipeline by mean val accuracy, mr_tl head: %s: test %+.2f +- %.2f pt over "
           "today's default" % (best, *rows[best]["mr_tl_gain_pt"]))
     print("best single-trunk-pass pipeline by mean val accuracy, sklearn:    %s: test %+.2f +- %.2f pt"
@@ -360,8 +392,9 @@ def main():
     emit_json({"benchmark": "accuracy", "quick": args.quick, "images": len(ids), "classes": len(classes),
                "per_class": dict(zip(classes, counts.tolist())), "rejected": len(rejected),
                "with_transparency": int(has_alpha.sum()), "splits": n_splits, "test_images": n_test,
-               "epochs": EPOCHS, "C_grid": C_GRID, "rows": rows, "best_single_pass": best,
-               "default_gain_pt": rows[best]["mr_tl_gain_pt"][0], "default_gain_sd_pt": rows[best]["mr_tl_gain_pt"][1],
+               "epochs": EPOCHS, "C_grid": C_GRID, "rows": rows, "default_candidates": args.default_candidates,
+               "default_gain_pt": new_default[0], "default_gain_sd_pt": new_default[1],
+               "best_single_pass": best, "best_single_pass_gain_pt": rows[best]["mr_tl_gain_pt"][0],
                "best_single_pass_sklearn": best_sk,
                "default_gain_pt_sklearn": rows[best_sk]["sklearn_gain_pt"][0],
                "effects_pt": effects, "best_with_tta": best_any,

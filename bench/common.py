@@ -396,7 +396,8 @@ def train_in_process(features, hyper, epochs, score=None, tasks=0, out=None):
     (tests/train/test_block_momentum.py).  ``score``: ``{name: (X, y)}`` of *raw* features; each
     epoch's checkpoint (``RunDir.load_checkpoint``) is scored on them through the run's own
     normalizer (``RunDir.load_classifier``).  With an averaging frequency of N epochs only every
-    N-th epoch has a checkpoint.  The run directory is temporary.
+    N-th epoch has a checkpoint; with several candidates only the head kept (``final``) is scored.
+    The run directory is temporary.
 
     Returns ``{"epochs": [e...], "rounds_at": [round of each], "accuracy": {name: [...]},
     "final": {name: acc of head.npz}, "rounds", "rounds_per_epoch", "seconds"}``.
@@ -428,7 +429,7 @@ def train_in_process(features, hyper, epochs, score=None, tasks=0, out=None):
                   "final": {name: round(float(np.mean(head.predict(X) == y)), 4) for name, (X, y) in data.items()}}
         for r in run.checkpoint_rounds():
             meta, arrays = run.load_checkpoint(r)
-            if r == 0:
+            if r == 0 or "W" not in arrays:  # several candidates (c<i>/W): only the kept head is scored
                 continue
             checkpoint = SoftmaxHead(arrays["W"], arrays["b"])
             result["epochs"].append(int(meta["epoch"]))

@@ -41,7 +41,7 @@ sys.path.insert(0, HERE)
 from common import emit_json, feature_set, machine_info, train_in_process  # noqa: E402
 from synthetic import synthetic_arrays  # noqa: E402
 
-from mr_tl.training.hyperparameters import Hyperparameters  # noqa: E402
+from mr_tl.training.hyperparameters import Hyperparameters, resolve  # noqa: E402
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 # (name, Hyperparameters fields); workers and outer optimizer are added from --tune-workers
@@ -250,6 +250,14 @@ def one(args):
         limit.unregister()
         print("seed %d  scikit-learn LR  val %.4f  test %.4f  (C=%g, %.0f s)" % (args.seed, val, test, C, sec))
         return {"name": "sklearn", "seed": args.seed, "val": val, "test": test, "C": C, "seconds": round(sec, 1)}
+    if args.one.startswith("recipe:"):  # a recipe as the train command resolves it (its candidates, the best on val)
+        recipe = resolve(args.one.split(":", 1)[1], {"seed": 42 + args.seed})
+        epochs = 20 * max(1, recipe.shared.passes_per_round)
+        val, test, sec, rounds = mr_tl_head(data, recipe, epochs)
+        print("seed %d  %s (%d candidates, %d workers)  val %.4f  test %.4f  %d rounds  %.0f s"
+              % (args.seed, args.one, len(recipe), recipe.shared.workers, val, test, rounds, sec))
+        return {"name": args.one, "seed": args.seed, "val": val, "test": test, "rounds": rounds, "seconds": sec,
+                "candidates": len(recipe), "workers": recipe.shared.workers}
     fields = dict(CANDIDATES)[args.one]
     hyper = Hyperparameters(**dict({"workers": args.tune_workers, "averaging_frequency": 0, "seed": 42 + args.seed,
                                     "outer_optimizer": "block-momentum" if args.tune_workers > 1 else "average"},
@@ -268,7 +276,8 @@ def main():
     p.add_argument("--seeds", type=int, default=3, help="data seeds of stage 2 (default 3)")
     p.add_argument("--finalists", type=int, default=2, help="best stage-1 candidates taken to stage 2 (default 2)")
     p.add_argument("--candidates", help="only these CANDIDATES names, ';'-separated")
-    p.add_argument("--one", metavar="NAME", help="only this CANDIDATES entry (or 'sklearn') on --seed (Caltech-scale)")
+    p.add_argument("--one", metavar="NAME", help="only this CANDIDATES entry, 'sklearn', or 'recipe:NAME' (a recipe "
+                                                 "of mr_tl.train, e.g. recipe:default) on --seed (Caltech-scale)")
     p.add_argument("--seed", type=int, default=0, help="data seed of --one (default 0)")
     args = p.parse_args()
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
