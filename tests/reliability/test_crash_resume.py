@@ -28,7 +28,7 @@ import os, signal, sys
 where, at = os.environ["MR_TL_DIE_AT"].split(":")
 at = int(at)
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-import mr_tl.jobs.train_round, mr_tl.records, mr_tl.run_dir, mr_tl.train
+import mr_tl.jobs.round_runner, mr_tl.jobs.train_round, mr_tl.records, mr_tl.run_dir, mr_tl.train
 
 if where == "checkpoint-before-rename":      # temp file written, not yet renamed
     real = mr_tl.run_dir.save_npz
@@ -44,13 +44,13 @@ elif where == "checkpoint-before-checksum":  # renamed, checksum file not yet wr
             die()
         real(path, data)
     mr_tl.run_dir.atomic_write = atomic_write
-elif where == "during-round":                # inside the job, after the mappers trained
-    real = mr_tl.jobs.train_round.MRTrainRound.reducer
-    def reducer(self, key, lines):
-        if self.options.epoch * 100 + self.options.first_batch >= at:
+elif where == "during-round":                # after the mappers trained, while their sums are averaged
+    real = mr_tl.jobs.train_round.next_state   # (by the driver after a map-only round job, or the reducer)
+    def next_state(lines, arrays, candidates, spec, worker_sizes=None):
+        if spec.epoch * 100 + spec.first_batch >= at:
             die()
-        yield from real(self, key, lines)
-    mr_tl.jobs.train_round.MRTrainRound.reducer = reducer
+        return real(lines, arrays, candidates, spec, worker_sizes)
+    mr_tl.jobs.train_round.next_state = mr_tl.jobs.round_runner.next_state = next_state
 elif where == "between-rounds":              # after the metrics line of round `at`
     real = mr_tl.run_dir.RunDir.append_metrics
     def append_metrics(self, record):
