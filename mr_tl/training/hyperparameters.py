@@ -26,7 +26,7 @@ import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -96,7 +96,7 @@ RECIPES = {
     "reference": REFERENCE,
     # what measures best (the README's schedule table); the lead sets the final values here
     "default": dict(REFERENCE, averaging_frequency="epoch", outer_optimizer="block-momentum",
-                    candidates="lr=0.003,0.01,0.03"),
+                    candidates="lr=0.01,0.03,0.1 l2=0,1e-3,1e-2"),
 }
 DEFAULT_RECIPE = "default"
 
@@ -240,7 +240,7 @@ class Hyperparameters:
 
 
 def recipe_values(name: str) -> str:
-    """``reference 0.01, default 0.003,0.01,0.03`` (the help of option ``name``)."""
+    """``reference: 0.01; default: 0.01,0.03,0.1`` (the help of option ``name``)."""
     out: list[str] = []
     for recipe, values in RECIPES.items():
         grid = Grid.parse(values["candidates"])
@@ -323,10 +323,6 @@ class Grid:
         """``[{name: value}]`` of every candidate, in candidate order."""
         names = self.names
         return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in self.axes))]
-
-    def without(self, names: Container[str]) -> "Grid":
-        """The grid without the axes of ``names`` (values given on the command line win)."""
-        return Grid(tuple((n, v) for n, v in self.axes if n not in names))
 
 
 class Candidates:
@@ -430,9 +426,10 @@ def resolve(recipe: str | None = None, given: Mapping[str, Any] | None = None) -
     """The run's :class:`Candidates` from a recipe and the values given on the command line.
 
     ``given``: ``{field or "candidates": value or None}`` (None: not given).  A value given
-    for a field replaces the recipe's value, and the recipe's grid axis of that field
-    (``--lr 0.05`` trains one lr); a field both given and an axis of ``--candidates`` is
-    refused.
+    for a field replaces the recipe's value; a value given for any field of the recipe's
+    grid replaces the whole grid (``--lr 0.05`` trains one head, lr 0.05 and the recipe's
+    other values: what was asked, not a grid around it); a field both given and an axis of
+    ``--candidates`` is refused.
     """
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     if recipe not in RECIPES:
@@ -446,7 +443,9 @@ def resolve(recipe: str | None = None, given: Mapping[str, Any] | None = None) -
             raise UsageError("%s and --candidates both give %s: give one"
                              % (", ".join(flag(n) for n in both), ", ".join(both)))
     else:
-        grid = Grid.parse(RECIPES[recipe]["candidates"]).without(explicit)
+        grid = Grid.parse(RECIPES[recipe]["candidates"])
+        if any(name in explicit for name in grid.names):
+            grid = Grid()
     values: dict[str, Any] = {}
     for f in FIELDS:
         value = explicit.get(f.name, RECIPES[recipe][f.name])

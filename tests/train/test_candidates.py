@@ -434,9 +434,11 @@ def test_the_default_recipe_in_config_and_help(synth, train_cli, write_features_
         _, state = checkpoint(run, config["rounds"])
         _, head = load_npz(str(run / "head.npz"))
         assert head["W"].tobytes() == state["c%d/W" % best].tobytes()
-        # a flag for a field of the recipe's grid replaces that axis
-        name = default.grid.names[0]
-        assert len(resolve(None, {name: getattr(default[0], name)})) == len(default) // len(default.grid.values(name))
+        # a flag for any field of the recipe's grid replaces the whole grid: one head, what was asked
+        for name in default.grid.names:
+            value = default.grid.values(name)[-1]
+            one_head = resolve(None, {name: value})
+            assert len(one_head) == 1 and getattr(one_head[0], name) == value, name
         # and the default recipe refuses features without a val split (it chooses on validation)
         keep = [i for i, s in enumerate(synth.splits) if s != "val"]
         path = write_features_fn(str(tmp_path / "f"), [synth.ids[i] for i in keep], synth.labels[keep],
