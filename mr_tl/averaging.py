@@ -149,7 +149,7 @@ def mean_of(root: Contribution, n_workers: int) -> dict[str, np.ndarray]:
 
 
 class OuterOptimizer:
-    """What the reducer does with the mean of the workers' parameters.
+    """What the averaging step does with the mean of the workers' parameters.
 
     ``average``: the next parameters are the mean (DL4J's
     ParameterAveragingTrainingMaster).

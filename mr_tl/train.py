@@ -13,8 +13,8 @@ Xavier init, Nesterovs lr 0.01 momentum 0.8, batch 32 per worker, averaging
 every 5 minibatches, plain averaging, no normalization, no hidden layer).
 ``default``: what measures best: averaging once per pass over each worker's
 data (``--averaging-frequency epoch``: far fewer jobs), block momentum in
-the reducer (keeps the accuracy of one worker with many), and candidates
-over the learning rate.  Each option's help names both recipes' values.
+the averaging step (keeps the accuracy of one worker with many), and candidates
+over the learning rate and L2.  Each option's help names both recipes' values.
 
 Candidates (``--candidates GRID``, a product grid over lr, l2, momentum,
 hidden): several heads trained side by side in the same round jobs, on the
@@ -35,9 +35,10 @@ What happens (the driver holds the model, counts and file names; the jobs move t
    the worker files into ``--work-dir``, one per round map task;
    ``--resume`` reuses them.
 3. Each round is one job (mr_tl.jobs.train_round): every worker runs
-   ``--averaging-frequency`` minibatches from the current state, one reducer
-   averages parameters and optimizer state (and applies the outer
-   optimizer), for every candidate.  With ``--validate-every N`` the next
+   ``--averaging-frequency`` minibatches from the current state; their sums are
+   averaged (parameters and optimizer state; then the outer optimizer), for
+   every candidate, by the driver from a map-only job's output (up to 8 round
+   tasks) or by the job's reducer.  With ``--validate-every N`` the next
    round's job also scores the state on the val split and the training
    examples.
 4. After every round: a checkpoint (atomic, checksummed) in

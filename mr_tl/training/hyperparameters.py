@@ -112,7 +112,7 @@ FIELDS = (
     Field("lr", float, REFERENCE["lr"], "learning rate"),
     Field("momentum", float, REFERENCE["momentum"], "Nesterov momentum"),
     Field("l2", float, REFERENCE["l2"], "L2 regularization"),
-    Field("outer_optimizer", str, REFERENCE["outer_optimizer"], "what the reducer does with the workers' mean",
+    Field("outer_optimizer", str, REFERENCE["outer_optimizer"], "what the averaging step does with the workers' mean",
           choices=OUTER_OPTIMIZERS),
     Field("block_momentum", _optional_float, REFERENCE["block_momentum"], "block momentum eta, with "
           "--outer-optimizer block-momentum"),

@@ -5,8 +5,9 @@ the validation split (:class:`TaskExamples`).  :func:`run_task` is what a
 round task does: optionally score the round's *start* state on its
 validation and training examples, then run local SGD for each of its
 workers and add up sibling workers of the averaging tree.  :func:`finish_round`
-is what the reducer does: complete the tree, take the example-weighted mean,
-apply the outer optimizer, add up the scores.
+is the averaging step (the reducer's, or the driver's after a map-only round
+job): complete the tree, take the example-weighted mean, apply the outer
+optimizer, add up the scores.
 
 The map tasks of a MapReduce round (mr_tl.jobs.train_round) and the
 in-process runner (mr_tl.training.in_process) call exactly these functions,
@@ -266,7 +267,7 @@ def add_scores(parts: Iterable[Mapping[str, ScoreCounts]]) -> dict[str, ScoreCou
 def finish_round(contributions: Iterable[averaging.Contribution], scores: Mapping[str, ScoreCounts], arrays: Arrays,
                  candidates: Candidates | Hyperparameters, spec: RoundSpec,
                  worker_sizes: Sequence[int] | None = None) -> tuple[Arrays, dict[str, Any]]:
-    """The reducer: ``(next state arrays, meta)`` from the round's contributions and score parts.
+    """The averaging step: ``(next state arrays, meta)`` from the round's contributions and score parts.
 
     A worker with no examples (``worker_sizes``) has no task to speak for it: it
     joins the tree as an empty leaf.  A score-only round (``spec.train`` false)
