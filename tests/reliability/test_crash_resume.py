@@ -136,30 +136,38 @@ def test_killed_at_random_moments_then_resumed(features, tmp_path):
     reference = tmp_path / "reference"
     started = time.monotonic()
     assert train(features, reference, *longer).returncode == 0
-    duration = time.monotonic() - started  # the kills are spread over a whole run, fast machine or slow
+    checkpoints = len(RunDir(str(reference)).checkpoint_rounds())
+    per_round = (time.monotonic() - started) / checkpoints
     run_dir = tmp_path / "run"
     g = np.random.default_rng(2026)
     progress_at_kill = []
-    # eight runs killed at seeded random moments, then one left to finish: each resume pays the start-up
-    # (scan, partition check) again, so a kill-every-time loop could starve on a slow machine
-    delays = [float(g.uniform(0.1, 0.6)) * duration for _ in range(8)] + [None]
-    for delay in delays:
+    # Eight runs killed at seeded random moments, then one left to finish.  A moment is a seeded number of
+    # checkpoints on disk plus a seeded part of a round's time after it (a target already passed: that part
+    # of a round after the resumed run started, i.e. during its start-up), so that how loaded the machine
+    # is moves the kills in time but not in the run; each resume pays the start-up (scan, partition check)
+    # again, so a kill-every-time loop could starve on a slow machine.
+    moments = [(int(g.integers(0, checkpoints)), float(g.uniform(0.0, 1.0)) * per_round) for _ in range(8)]
+    for moment in moments + [None]:
         cmd = [sys.executable, "-m", "mr_tl.train", "-r", "inline", features, "-o", str(run_dir)] + ARGS + longer
         if (run_dir / "config.json").exists():
             cmd.append("--resume")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, TMPDIR=str(tmp_path)))
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            progress_at_kill.append(len(RunDir(str(run_dir)).checkpoint_rounds()))
+        if moment is not None:
+            target, delay = moment
+            while proc.poll() is None and len(RunDir(str(run_dir)).checkpoint_rounds()) < target:
+                time.sleep(0.01)
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                progress_at_kill.append(len(RunDir(str(run_dir)).checkpoint_rounds()))
         out, err = proc.communicate()
         if proc.returncode == 0:
             break
         assert proc.returncode == -signal.SIGKILL, err
     assert proc.returncode == 0, err
-    assert len(progress_at_kill) >= 2, "the delays were too long to kill anything; lower them"
+    assert len(progress_at_kill) >= 2, "the moments were too late to kill anything: %s" % moments
     assert len(set(progress_at_kill)) >= 2, "every kill hit the same point: %s" % progress_at_kill
     assert_same_run(run_dir, reference)
