@@ -24,7 +24,6 @@ Helpers
                          check; assert on ``returncode`` yourself).
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -32,46 +31,6 @@ import sys
 import pytest
 
 PYTHON = sys.executable
-
-
-# -- pytest-xdist (scripts/test runs -n 2 --dist loadgroup) ------------------------------------------------
-
-# Tests sharing a harness run in one worker: one Hadoop (standalone + mini cluster), one Spark
-# cluster, each built once; the other tests are spread over the workers.
-XDIST_GROUPS = ("hadoop", "spark")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = next((g for g in XDIST_GROUPS if item.get_closest_marker(g)), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-# The engine harnesses' timings (hadoop_harness.TIMINGS, spark_harness.TIMINGS) are taken in a
-# worker: they travel to the controller, which prints them (without xdist the harnesses print them).
-_RELAYED_TIMINGS = {}
-
-
-def pytest_sessionfinish(session):
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        timings = {name: dict(sys.modules[name].TIMINGS) for name in ("hadoop_harness", "spark_harness")
-                   if name in sys.modules and sys.modules[name].TIMINGS}
-        workeroutput["mr_tl_timings"] = json.dumps(timings)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
-    for harness, timings in json.loads(getattr(node, "workeroutput", {}).get("mr_tl_timings", "{}")).items():
-        _RELAYED_TIMINGS.setdefault(harness, {}).update(timings)
-
-
-def pytest_terminal_summary(terminalreporter):
-    for harness, timings in sorted(_RELAYED_TIMINGS.items()):
-        terminalreporter.write_sep("-", "%s timings (s), from the xdist worker that ran them" % harness)
-        for name, seconds in timings.items():
-            terminalreporter.write_line("%-50s %7.1f" % (name, seconds))
 
 DEMO_CLASSES = ("circle", "square", "triangle", "star")
 DEMO_PER_CLASS = 12
