@@ -176,14 +176,14 @@ class MapReduceRunner(RoundRunner):
                 # a failed job's temp dirs (local, and on HDFS) are removed: the round runs again
                 runner.cleanup(["TMP"])
                 raise RoundFailed(str(e)) from None
-            if map_only:
+            if map_only:   # the mappers' lines: the driver averages
                 new_arrays, meta = next_state(storage.cat_lines(runner), state, candidates, spec,
                                               self.run_arrays.get("worker_sizes"))
-                return (new_arrays if spec.train else state), meta
-            lines = list(storage.cat_lines(runner))
-        if len(lines) != 1:
-            raise JobFailed("the round's reducer wrote %d lines, expected 1" % len(lines))
-        meta, new_arrays = decode_arrays(lines[0])
+            else:          # the reducer's one line
+                lines = list(storage.cat_lines(runner))
+                if len(lines) != 1:
+                    raise JobFailed("the round's reducer wrote %d lines, expected 1" % len(lines))
+                meta, new_arrays = decode_arrays(lines[0])
         return (new_arrays if spec.train else state), meta
 
     def close(self):
