@@ -145,8 +145,9 @@ def test_killed_at_random_moments_then_resumed(features, tmp_path):
     # checkpoints on disk plus a seeded part of a round's time after it (a target already passed: that part
     # of a round after the resumed run started, i.e. during its start-up), so that how loaded the machine
     # is moves the kills in time but not in the run; each resume pays the start-up (scan, partition check)
-    # again, so a kill-every-time loop could starve on a slow machine.
-    moments = [(int(g.integers(0, checkpoints)), float(g.uniform(0.0, 1.0)) * per_round) for _ in range(8)]
+    # again, so a kill-every-time loop could starve on a slow machine.  In the order of the run: a late
+    # first target would leave every later one passed, and every kill in the start-up at the same point.
+    moments = sorted((int(g.integers(0, checkpoints)), float(g.uniform(0.0, 1.0)) * per_round) for _ in range(8))
     for moment in moments + [None]:
         cmd = [sys.executable, "-m", "mr_tl.train", "-r", "inline", features, "-o", str(run_dir)] + ARGS + longer
         if (run_dir / "config.json").exists():
