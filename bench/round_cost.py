@@ -16,7 +16,7 @@ Measures, in one run, on the project's own Hadoop 3.5.0 (tests/hadoop_harness.py
   its ``prepare`` found (written once by the partition job on the local runner; on the cluster copied
   to HDFS), three ways, rounds alternating: **mrjob runner** = mrjob's HadoopJobRunner forced
   (``hadoop fs`` for every file operation) and the job's reducer adding up the workers: mr_tl before
-  issue 16; **fast, reducer** = ``mr_tl.jobs.compat.FastHadoopJobRunner`` as ``-r hadoop`` uses it
+  issue 16; **fast, reducer** = ``mr_tl.jobs.compat_runners.FastHadoopJobRunner`` as ``-r hadoop`` uses it
   (JVM-free filesystem, zips with bytecode uploaded once per process, owner-only job files on
   ``file://``), still with the reducer; **fast, map-only** = what mr_tl does now: the same runner, a
   map-only round job, the driver adding up the tasks' contributions with the reducer's function
@@ -514,17 +514,17 @@ def measure_mode(mode, rec, jobs, tmp, prepared, rounds, floors, home):
 
 def train_mrjob_main(argv):
     """``--train-mrjob ARGS``: ``python -m mr_tl.train ARGS`` with mrjob's HadoopJobRunner for every job
-    (scan, partition, rounds) instead of compat.FastHadoopJobRunner: mr_tl's runner before issue 16."""
+    (scan, partition, rounds) instead of compat_runners.FastHadoopJobRunner: mr_tl's runner before issue 16."""
     from mrjob.hadoop import HadoopJobRunner
 
     from mr_tl import train as mtrain
-    from mr_tl.jobs import compat, round_runner
+    from mr_tl.jobs import compat, compat_runners, round_runner
 
     own = compat.HookedMRJob._runner_class
 
     def runner_class(self):
         cls = own(self)
-        return HadoopJobRunner if issubclass(cls, compat.FastHadoopJobRunner) else cls
+        return HadoopJobRunner if issubclass(cls, compat_runners.FastHadoopJobRunner) else cls
     compat.HookedMRJob._runner_class = runner_class
     round_runner.MAP_ONLY_MAX_TASKS = 0  # and the round's reducer adds up the contributions
     mtrain.main(argv)

@@ -35,6 +35,7 @@ from mr_tl.errors import FeatureError, InputError, JobFailed, MrTlError, OutputE
 from mr_tl.evaluation import evaluation_dir, format_report, write_report
 from mr_tl.jobs.compat import add_to_command_line, runner_alias
 from mr_tl.jobs.feature_input import FeatureInputJob, check_runner_reads
+from mr_tl.jobs.jobconf import REDUCES
 from mr_tl.metrics import ScoreCounts, score_head
 from mr_tl.records import SPLITS, decode_arrays, decode_vector, encode_arrays, feature_line_head
 from mr_tl.run_dir import RunDir
@@ -87,7 +88,7 @@ class MREvaluate(FeatureInputJob):
     INPUT_PROTOCOL = RawValueProtocol
     INTERNAL_PROTOCOL = RawProtocol
     OUTPUT_PROTOCOL = RawValueProtocol
-    JOBCONF = {"mapreduce.job.reduces": "1"}
+    JOBCONF = {REDUCES: "1"}
 
     def configure_args(self):
         super().configure_args()

@@ -50,7 +50,7 @@ for ``put`` and ``IOError`` without an errno for the rest; these raise
 (``mr_tl.storage`` takes an errno to mean "the hadoop command could not
 run": see :func:`mr_tl.jobs.compat.jvm_free` for where it uses this module instead.)
 
-:class:`mr_tl.jobs.compat.FastHadoopJobRunner` (what ``-r hadoop`` runs, see
+:class:`mr_tl.jobs.compat_runners.FastHadoopJobRunner` (what ``-r hadoop`` runs, see
 ``bench/RESULTS.md``) is mrjob's Hadoop runner on this filesystem.
 """
 

@@ -69,7 +69,7 @@ from mr_tl.digest import MultisetHash
 from mr_tl.errors import InputError, RecordError
 from mr_tl.jobs import accounting
 from mr_tl.jobs.base import summed_counters
-from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE
+from mr_tl.jobs.jobconf import ONE_SPLIT_PER_FILE, REDUCES
 from mr_tl.jobs.packed_images import PackedImageJob, balanced_parts  # noqa: F401  (balanced_parts: used here before)
 from mr_tl.model.spec import made_by
 from mr_tl.records import NO_DIGEST, FeatureRecord, PackedImage, packed_line_head, relabeled_feature_line
@@ -125,7 +125,7 @@ class MRFeaturize(PackedImageJob):
         # (mrjob's local runner would cut every file into pieces, each a process that imports mr_tl)
         join = dict(ONE_SPLIT_PER_FILE)
         if self.options.join_reducers:
-            join["mapreduce.job.reduces"] = str(self.options.join_reducers)
+            join[REDUCES] = str(self.options.join_reducers)
         return [MRStep(mapper_init=self.join_init, mapper=self.join_mapper, mapper_final=self.join_final,
                        reducer=self.join_reducer, jobconf=join),
                 MRStep(mapper_init=self.mapper_init, mapper=self.reuse_mapper, mapper_final=self.mapper_final,

@@ -4,6 +4,7 @@ runs the module itself in every task."""
 from mrjob.protocol import RawValueProtocol
 
 from mr_tl.jobs import compat
+from mr_tl.jobs.jobconf import ONE_SPLIT_PER_FILE
 
 
 class MRTaskOfEachLine(compat.HookedMRJob):
@@ -21,7 +22,7 @@ class MRTaskOfEachLine(compat.HookedMRJob):
     def jobconf(self):
         conf = dict(super().jobconf())
         if self.options.one_split:
-            conf.update(compat.ONE_SPLIT_PER_FILE)
+            conf.update(ONE_SPLIT_PER_FILE)
         return conf
 
     def mapper(self, _, line):

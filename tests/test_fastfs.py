@@ -19,7 +19,7 @@ import zipfile
 import pytest
 
 from mr_tl import fastfs
-from mr_tl.jobs import compat
+from mr_tl.jobs import compat, compat_runners
 
 # -- globs -------------------------------------------------------------------------------------
 
@@ -524,7 +524,7 @@ def test_fast_runner_uses_the_fast_filesystem_and_asks_the_version_once(tmp_path
     hadoop_bin, log = fake_hadoop(tmp_path)
     monkeypatch.setattr(fastfs, "_VERSIONS", {})
     monkeypatch.setattr(fastfs, "_NAMENODE_CACHE", {})
-    runners = [compat.FastHadoopJobRunner(hadoop_bin=[hadoop_bin], conf_paths=[]) for _ in range(2)]
+    runners = [compat_runners.FastHadoopJobRunner(hadoop_bin=[hadoop_bin], conf_paths=[]) for _ in range(2)]
     for runner in runners:
         assert runner.fs._fs_names[:2] == ["fast_local", "webhdfs"]
         assert runner.get_hadoop_version() == "3.5.0"
@@ -538,7 +538,7 @@ def test_fast_runner_uses_the_fast_filesystem_and_asks_the_version_once(tmp_path
 
 def test_fast_runner_ships_compiled_zips_uploaded_once_per_process(tmp_path, monkeypatch):
     hadoop_bin, log = fake_hadoop(tmp_path)
-    monkeypatch.setattr(compat, "_SHARED", {})
+    monkeypatch.setattr(compat_runners, "_SHARED", {})
     src = tmp_path / "mypkg-0001.zip"
     with zipfile.ZipFile(src, "w") as z:
         z.writestr("mypkg/__init__.py", "X = 1\n")
@@ -546,7 +546,7 @@ def test_fast_runner_ships_compiled_zips_uploaded_once_per_process(tmp_path, mon
     tmp_root.mkdir()
     uris = []
     for _ in range(2):
-        runner = compat.FastHadoopJobRunner(hadoop_bin=[hadoop_bin], conf_paths=[], py_files=[str(src)],
+        runner = compat_runners.FastHadoopJobRunner(hadoop_bin=[hadoop_bin], conf_paths=[], py_files=[str(src)],
                                             hadoop_tmp_dir=uri(tmp_root))
         uris.append(runner._py_files())
         assert runner._py_files() == uris[-1]
@@ -571,9 +571,9 @@ def test_compiled_zip_imports_the_same_code(tmp_path):
     with zipfile.ZipFile(src, "w") as z:
         for f in sorted(pkg.iterdir()):
             z.write(f, "zpkg/" + f.name)
-    twin = compat.compiled_zip(str(src))
+    twin = compat_runners.compiled_zip(str(src))
     assert os.path.basename(twin) == src.name and twin != str(src)
-    assert compat.compiled_zip(str(src)) == twin  # once per process and content
+    assert compat_runners.compiled_zip(str(src)) == twin  # once per process and content
     names = zipfile.ZipFile(twin).namelist()
     assert "zpkg/mod.pyc" in names and "zpkg/__init__.pyc" in names and "zpkg/broken.pyc" not in names
     code = ("import sys; sys.path.insert(0, %r); import zpkg.mod as m; "
@@ -583,11 +583,11 @@ def test_compiled_zip_imports_the_same_code(tmp_path):
 
 
 def test_mrjob_private_api_is_still_there(tmp_path):
-    """FastHadoopJobRunner and jvm_free() rely on these mrjob 0.7.4 internals (compat.MRJOB_PRIVATE_API)."""
-    runner = compat.FastHadoopJobRunner(hadoop_bin=["hadoop"], conf_paths=[], hadoop_tmp_dir=uri(tmp_path))
+    """FastHadoopJobRunner and jvm_free() rely on these mrjob 0.7.4 internals (compat_runners.MRJOB_PRIVATE_API)."""
+    runner = compat_runners.FastHadoopJobRunner(hadoop_bin=["hadoop"], conf_paths=[], hadoop_tmp_dir=uri(tmp_path))
     try:
         assert runner._fs is None and runner._mrjob_zip_path is None  # before first use
-        for dotted, name in compat.MRJOB_PRIVATE_API:
+        for dotted, name in compat_runners.MRJOB_PRIVATE_API:
             module, cls = dotted.rsplit(".", 1)
             owner = getattr(importlib.import_module(module), cls)
             instance = next(x for x in (runner, runner.fs) if isinstance(x, owner))

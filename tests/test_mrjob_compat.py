@@ -15,7 +15,7 @@ from mrjob.job import MRJob
 from mrjob.local import LocalMRJobRunner
 from mrjob.sim import SimMRJobRunner
 
-from mr_tl.jobs import compat
+from mr_tl.jobs import compat, compat_runners
 
 
 def run_job(job):
@@ -41,15 +41,15 @@ def two_big_files(tmp_path):
 def test_the_runner_class_hook_gives_local_and_inline_runners_of_mr_tl():
     # MRJob._runner_class is what HookedMRJob overrides
     assert compat.runner_alias(MRTaskOfEachLine(["-r", "local"])) == "local"
-    assert isinstance(MRTaskOfEachLine(["-r", "local"]).make_runner(), compat.SingleSplitLocalRunner)
-    assert isinstance(MRTaskOfEachLine(["-r", "inline"]).make_runner(), compat.SingleSplitInlineRunner)
-    assert issubclass(compat.SingleSplitLocalRunner, LocalMRJobRunner)
-    assert issubclass(compat.SingleSplitInlineRunner, InlineMRJobRunner)
+    assert isinstance(MRTaskOfEachLine(["-r", "local"]).make_runner(), compat_runners.SingleSplitLocalRunner)
+    assert isinstance(MRTaskOfEachLine(["-r", "inline"]).make_runner(), compat_runners.SingleSplitInlineRunner)
+    assert issubclass(compat_runners.SingleSplitLocalRunner, LocalMRJobRunner)
+    assert issubclass(compat_runners.SingleSplitInlineRunner, InlineMRJobRunner)
     assert compat.runner_alias(MRTaskOfEachLine(["-r", "hadoop"])) == "hadoop"
     # -r hadoop: the runner whose file operations start no JVM
     hadoop_job = MRTaskOfEachLine(["-r", "hadoop", "--hadoop-bin", "/nonexistent/hadoop"])
-    assert hadoop_job._runner_class() is compat.FastHadoopJobRunner
-    assert issubclass(compat.FastHadoopJobRunner, HadoopJobRunner)
+    assert hadoop_job._runner_class() is compat_runners.FastHadoopJobRunner
+    assert issubclass(compat_runners.FastHadoopJobRunner, HadoopJobRunner)
 
 
 def test_pick_mapper_split_size_is_the_hook_for_one_split_per_file(two_big_files):
@@ -147,7 +147,7 @@ def test_key_for_reducer_reaches_every_reducer():
 
 
 def test_no_other_module_uses_mrjob_private_api():
-    """Every ``._name`` of mrjob's used by mr_tl is in compat.py."""
+    """Every ``._name`` of mrjob's used by mr_tl is in compat.py or compat_runners.py."""
     import re
 
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mr_tl")
@@ -157,8 +157,42 @@ def test_no_other_module_uses_mrjob_private_api():
     for directory, _, names in os.walk(root):
         for name in names:
             path = os.path.join(directory, name)
-            if name.endswith(".py") and path != os.path.join(root, "jobs", "compat.py"):
+            if name.endswith(".py") and path not in (os.path.join(root, "jobs", "compat.py"),
+                                                     os.path.join(root, "jobs", "compat_runners.py")):
                 with open(path, encoding="utf-8") as f:
                     offenders += ["%s: %s" % (os.path.relpath(path, root), m.group(0))
                                   for m in private.finditer(f.read())]
     assert offenders == []
+
+
+RUNNER_MODULES = ("mrjob.hadoop", "mrjob.bin", "mrjob.local", "mrjob.inline", "mrjob.sim", "mrjob.spark.runner",
+                  "pyspark", "mr_tl.jobs.compat_runners")
+
+
+def _imported_modules(args, stdin=b""):
+    """The modules ``python -X importtime ARGS`` imported (from its import-time report on stderr)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "importtime", *args], input=stdin, capture_output=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.decode().splitlines()
+            if line.startswith("import time:") and line.count("|") == 2} - {"package"}
+
+
+def test_a_task_imports_none_of_mrjobs_runner_modules():
+    """Every Python task starts by importing its job: mrjob's runner modules (mrjob.hadoop imports
+    mrjob.bin, which imports pyspark when installed: ~0.1 s per task, on every round's critical
+    path) are the driver's only, through compat._runner_classes()."""
+    modules = _imported_modules(["-c", "import mr_tl.jobs.train_round, mr_tl.jobs.predict, mr_tl.jobs.scan, "
+                                       "mr_tl.jobs.partition, mr_tl.featurize, mr_tl.evaluate"])
+    assert "mr_tl.jobs.train_round" in modules and "mrjob.job" in modules   # the report is read right
+    assert sorted(modules & set(RUNNER_MODULES)) == []
+    # a real task: the record-check job's mapper on empty input, as a Hadoop task runs it
+    task = _imported_modules(["-m", "mr_tl.jobs.check_records", "--step-num=0", "--mapper"])
+    assert "mr_tl.jobs.base" in task and sorted(task & set(RUNNER_MODULES)) == []
+    # the driver does import them, when it picks a runner
+    driver = _imported_modules(["-c", "from mr_tl.jobs.check_records import MRCheckRecords as J; "
+                                      "J(['-r', 'local'])._runner_class()"])
+    assert {"mrjob.local", "mr_tl.jobs.compat_runners"} <= driver

@@ -2,6 +2,8 @@
 
 ``base``          what every mr_tl job shares (shipping the package, threads per task, the driver side)
 ``compat``        every use of mrjob's (and argparse's) private API, in one place, each pinned by a test
+``compat_runners`` its driver-only half: mrjob's runners as mr_tl runs them (never imported by a task)
+``jobconf``       the Hadoop configuration names the jobs set
 ``scan``          feature records -> counts, dimensions, bad vectors, duplicate ids, worker sizes, sums
 ``partition``     feature records -> the worker files of a training run (round records)
 ``train_round``   round records -> the next training state (local SGD, averaging), and scores

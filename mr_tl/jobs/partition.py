@@ -30,6 +30,7 @@ from mr_tl.digest import MultisetHash
 from mr_tl.errors import RecordError
 from mr_tl.jobs.compat import key_for_reducer
 from mr_tl.jobs.feature_input import FeatureInputJob
+from mr_tl.jobs.jobconf import REDUCES
 from mr_tl.records import feature_line_head, train_line, val_line
 from mr_tl.training.partition import task_of_worker, worker_of
 
@@ -54,7 +55,7 @@ class MRPartition(FeatureInputJob):
 
     def jobconf(self):
         conf = dict(super().jobconf())
-        conf["mapreduce.job.reduces"] = str(self.options.tasks)
+        conf[REDUCES] = str(self.options.tasks)
         # Sort on the task key, the kind, the worker, "F" and the id (mrjob's SORT_VALUES alone
         # sorts on the first field of the value only; ids are unique, so this orders every record).
         conf["stream.num.map.output.key.fields"] = "5"

@@ -37,7 +37,7 @@ from mrjob.step import MRStep
 from mr_tl import averaging
 from mr_tl.head import head_from_arrays
 from mr_tl.jobs.base import MRTLJob
-from mr_tl.jobs.compat import ONE_SPLIT_PER_FILE
+from mr_tl.jobs.jobconf import ONE_SPLIT_PER_FILE, REDUCES
 from mr_tl.metrics import ScoreCounts
 from mr_tl.normalization import Normalizer
 from mr_tl.records import decode_arrays, encode_arrays, load_npz, parse_round_line
@@ -143,7 +143,7 @@ class MRTrainRound(MRTLJob):
     def jobconf(self):
         conf = dict(super().jobconf())
         # one reducer, or none (a later -D than mrjob's own for a map-only step: it must agree)
-        conf["mapreduce.job.reduces"] = "0" if self.options.map_only else "1"
+        conf[REDUCES] = "0" if self.options.map_only else "1"
         return conf
 
     def steps(self):

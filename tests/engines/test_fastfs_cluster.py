@@ -14,7 +14,7 @@ import pytest
 from mrjob.fs.hadoop import HadoopFilesystem
 
 from mr_tl import fastfs
-from mr_tl.jobs import compat
+from mr_tl.jobs import compat_runners
 
 pytestmark = pytest.mark.hadoop
 
@@ -186,9 +186,9 @@ def test_fast_runner_runs_a_job_without_hadoop_fs(hadoop_mode, tmp_path, monkeyp
     monkeypatch.setattr(HadoopFilesystem, "invoke_hadoop", invoke_hadoop)
     monkeypatch.chdir(tmp_path)
     job = MRWordCount(hadoop_mode.mrjob_args() + [source])
-    job._runner_class = lambda: compat.FastHadoopJobRunner
+    job._runner_class = lambda: compat_runners.FastHadoopJobRunner
     with job.make_runner() as runner:
-        assert isinstance(runner, compat.FastHadoopJobRunner)
+        assert isinstance(runner, compat_runners.FastHadoopJobRunner)
         runner.run()
         rows = dict(job.parse_output(runner.cat_output()))
         tmp_dir = runner._hadoop_tmp_dir
