@@ -75,7 +75,8 @@ class SingleSplitInlineRunner(_SingleSplitMixin, InlineMRJobRunner):
     pass
 
 
-# mrjob 0.7.4 internals FastHadoopJobRunner uses (tests/test_fastfs.py checks they are still there)
+# mrjob 0.7.4 internals FastHadoopJobRunner and compat.jvm_free use (tests/test_fastfs.py checks they
+# are still there)
 MRJOB_PRIVATE_API = (
     ("mrjob.runner.MRJobRunner", "_fs"),                 # instance attribute behind the `fs` property
     ("mrjob.runner.MRJobRunner", "_opts"),               # instance attribute: the options (hadoop_bin)
